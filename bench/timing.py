@@ -1,0 +1,97 @@
+"""Step timers and the Measurement that keeps raw samples and knows its statistics.
+
+CUDA work is timed with CUDA events around each step, CPU work with
+``perf_counter_ns``. Warm-up runs until the step time is steady (the
+coefficient of variation of the last few steps under a threshold) or a cap is
+hit; the first step's latency is kept separately because it includes lazy
+initialisation, cuDNN autotuning or compilation.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+
+@dataclass
+class Measurement:
+    """Raw per-step times in milliseconds and their summary statistics."""
+
+    samples_ms: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.samples_ms)
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.samples_ms)
+        position = q * (len(ordered) - 1)
+        low = int(position)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+    @property
+    def cv(self) -> float:
+        """Coefficient of variation (stdev / mean); 0 for fewer than two samples."""
+        if len(self.samples_ms) < 2:
+            return 0.0
+        return statistics.stdev(self.samples_ms) / self.mean
+
+    def summary(self) -> dict[str, float | list[float]]:
+        return {
+            "median": self.median, "mean": self.mean, "p10": self.quantile(0.1),
+            "p90": self.quantile(0.9), "cv": self.cv, "n": len(self.samples_ms),
+            "samples": [round(s, 6) for s in self.samples_ms],
+        }
+
+
+class StepTimer:
+    """Times one call of a step on ``device``, waiting for queued GPU work to finish."""
+
+    def __init__(self, device: torch.device | str):
+        self.cuda = torch.device(device).type == "cuda"
+
+    def __call__(self, step: Callable[[], object]) -> float:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+        begin = time.perf_counter_ns()
+        step()
+        return (time.perf_counter_ns() - begin) / 1e6
+
+
+@dataclass
+class TimingResult:
+    measurement: Measurement
+    first_step_ms: float
+    warmup_steps: int
+    steady: bool          # False when warm-up hit its cap before the time settled
+
+
+def measure(step: Callable[[], object], device, *, iters: int = 20, min_warmup: int = 3,
+            max_warmup: int = 50, window: int = 5, steady_cv: float = 0.05,
+            max_warmup_s: float = 30.0) -> TimingResult:
+    """Warm up until steady, then time ``iters`` steps."""
+    timer = StepTimer(device)
+    first = timer(step)
+    warm: list[float] = []
+    started = time.perf_counter()
+    steady = False
+    while len(warm) < max_warmup and time.perf_counter() - started < max_warmup_s:
+        warm.append(timer(step))
+        if len(warm) >= max(min_warmup, window) and Measurement(warm[-window:]).cv <= steady_cv:
+            steady = True
+            break
+    samples = Measurement([timer(step) for _ in range(iters)])
+    return TimingResult(samples, first, len(warm), steady)

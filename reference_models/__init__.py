@@ -1,0 +1,18 @@
+"""The reference models: every model of the source documents as a registered Workload.
+
+    >>> from reference_models import get_model, list_models
+    >>> list_models("lenet*")
+    ['lenet5']
+    >>> model = get_model("lenet5").make(activation="tanh")
+"""
+from reference_models._errors import RefbenchError
+from reference_models._registry import get_model, list_models, register_model, unregister_model
+from reference_models._workload import Recipe, Target, Workload, count_parameters
+
+# Workload modules register themselves on import.
+from reference_models import mlp, lenet  # noqa: E402,F401  isort: skip
+
+__all__ = [
+    "RefbenchError", "Recipe", "Target", "Workload", "count_parameters",
+    "get_model", "list_models", "register_model", "unregister_model",
+]

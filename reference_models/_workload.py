@@ -1,0 +1,165 @@
+"""The Workload: everything model-specific, so the harness stays generic.
+
+A workload file defines its ``nn.Module`` and a small ``Workload`` subclass
+registered with ``@register_model``. The base class implements the common
+case, image classification with cross-entropy; multi-network or sequence
+workloads override the few methods that differ.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reference_models import data
+from reference_models._errors import RefbenchError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: the optimizer and its settings, batch size and epochs."""
+
+    optimizer: str = "adam"          # sgd | adam | adamw
+    lr: float = 1e-3
+    batch_size: int = 128
+    epochs: int = 10
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Target:
+    """An accuracy (or other metric) a training run must reach within a budget."""
+
+    metric: str
+    threshold: float
+    recipe: str = "fast"
+    split: str = "test"
+    max_epochs: int = 10
+    budget_s: float | None = None    # wall-clock training budget, evaluation excluded
+    dataset: str | None = None       # None: the workload's own data set
+    variant: dict[str, Any] = field(default_factory=dict)
+    higher_is_better: bool = True
+    eval_every_steps: int | None = None   # also evaluate every N steps, not only per epoch
+
+    def reached(self, value: float) -> bool:
+        return value >= self.threshold if self.higher_is_better else value <= self.threshold
+
+
+Batch = Any  # usually (inputs, labels); a workload's batches are its own business
+
+
+class Workload:
+    """Base class of every registered workload (TorchBench's ``Model`` is the anchor)."""
+
+    name: ClassVar[str]
+    source: ClassVar[str]             # document and section reproduced
+    task: ClassVar[str] = "image-classification"
+    dataset: ClassVar[str] = "fashion-mnist"
+    input_shape: ClassVar[tuple[int, ...]] = (1, 28, 28)
+    num_classes: ClassVar[int] = 10
+    variants: ClassVar[dict[str, tuple]] = {}      # option -> allowed values, first is default
+    recipes: ClassVar[dict[str, Recipe]] = {}      # "document" and "fast"
+    targets: ClassVar[dict[str, Target]] = {}      # "quick" (CPU) and "full" (GPU)
+    notes: ClassVar[tuple[str, ...]] = ()          # where the document's code is wrong, what we do
+
+    # ----- construction -----
+
+    def resolve_variant(self, **variant: Any) -> dict[str, Any]:
+        """Fill defaults and check every option against ``variants``."""
+        unknown = sorted(set(variant) - set(self.variants))
+        if unknown:
+            raise RefbenchError(f"{self.name} has no option {', '.join(unknown)}; options: "
+                                f"{', '.join(self.variants) or 'none'}")
+        resolved = {}
+        for option, allowed in self.variants.items():
+            value = variant.get(option, allowed[0])
+            if value not in allowed:
+                raise RefbenchError(f"{self.name}: {option}={value!r} is not one of {list(allowed)}")
+            resolved[option] = value
+        return resolved
+
+    def build(self, **variant: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def make(self, **variant: Any) -> nn.Module:
+        """``build`` after checking the variant; what the harness calls."""
+        return self.build(**self.resolve_variant(**variant))
+
+    def recipe(self, name: str) -> Recipe:
+        try:
+            return self.recipes[name]
+        except KeyError:
+            raise RefbenchError(f"{self.name} has no recipe {name!r}; recipes: {', '.join(self.recipes)}") from None
+
+    # ----- one step, for throughput -----
+
+    def example_batch(self, batch_size: int, device="cpu", *, seed: int = 0) -> Batch:
+        """A deterministic synthetic batch with the real shapes and dtypes."""
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(batch_size, *self.input_shape, generator=g)
+        y = torch.randint(self.num_classes, (batch_size,), generator=g)
+        return x.to(device), y.to(device)
+
+    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return model(batch[0])
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(self.forward(model, batch), batch[1])
+
+    def eval_step(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        with torch.no_grad():
+            return self.forward(model, batch)
+
+    def configure_optimizer(self, model: nn.Module, recipe: Recipe, **extra: Any) -> torch.optim.Optimizer:
+        """The recipe's optimizer; ``extra`` reaches its constructor (e.g. ``capturable=True``)."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        if recipe.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                                   weight_decay=recipe.weight_decay, **extra)
+        if recipe.optimizer in ("adam", "adamw"):
+            cls = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
+            return cls(params, lr=recipe.lr, weight_decay=recipe.weight_decay, **extra)
+        raise RefbenchError(f"unknown optimizer {recipe.optimizer!r}; use sgd, adam or adamw")
+
+    def train_step(self, model: nn.Module, batch: Batch, optimizer, *,
+                   scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
+        """One optimisation step; returns the detached loss (no host sync)."""
+        optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(model, batch)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        return loss.detach()
+
+    # ----- training to a target -----
+
+    def load_data(self, split: str, *, device="cpu", data_dir=None, dataset: str | None = None):
+        """The split to train or evaluate on; its ``dataset`` names what was really used."""
+        return data.load(dataset or self.dataset, split, data_dir=data_dir, device=device)
+
+    def train_batches(self, split, batch_size: int, *, generator: torch.Generator) -> Iterator[Batch]:
+        return data.batches(split, batch_size, shuffle=True, generator=generator)
+
+    def evaluate(self, model: nn.Module, split, *, batch_size: int = 1000) -> dict[str, float]:
+        """Metrics on a whole split; the base reports classification accuracy."""
+        was_training = model.training
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for batch in data.batches(split, batch_size):
+                correct += (self.forward(model, batch).argmax(1) == batch[1]).sum().item()
+        model.train(was_training)
+        return {"accuracy": correct / len(split)}
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

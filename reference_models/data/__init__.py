@@ -1,0 +1,110 @@
+"""Data sets as tensors: find them, or say exactly how to get them.
+
+``load(name, split)`` returns a ``TensorSplit`` whose ``dataset`` field names
+the data set really used; results carry that name. Image sets come from
+torchvision (see ``_images``), synthetic ones from ``synthetic``; other
+modules add their sources with ``register_source`` so ``refbench data`` can
+list everything.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from reference_models._errors import RefbenchError
+from reference_models.data import synthetic
+from reference_models.data._images import IMAGE_SETS, load_images, locate
+
+__all__ = ["TensorSplit", "load", "batches", "describe_sources", "register_source", "image_stats"]
+
+
+@dataclass
+class TensorSplit:
+    """One split of a data set held as tensors (on any device)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    dataset: str      # the data set really used, e.g. "fashion-mnist"
+    origin: str       # where it was found
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device) -> "TensorSplit":
+        return TensorSplit(self.x.to(device), self.y.to(device), self.dataset, self.origin)
+
+
+def image_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) used to normalise an image set."""
+    spec = IMAGE_SETS[name]
+    return spec.mean, spec.std
+
+
+def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None, device="cpu",
+         normalize: bool = True, download: bool = True) -> TensorSplit:
+    """Load ``split`` ("train" or "test") of an image data set as float tensors on ``device``."""
+    if split not in ("train", "test"):
+        raise RefbenchError(f"unknown split {split!r}; use train or test")
+    if name == "synthetic-cifar10":
+        x, y = synthetic.class_conditional_images(split)
+        return TensorSplit(x.to(device), y.to(device), name, "generated")
+    if name not in IMAGE_SETS:
+        known = sorted([*IMAGE_SETS, "synthetic-cifar10"])
+        raise RefbenchError(f"unknown data set {name!r}; known: {', '.join(known)}")
+    images, labels, origin = load_images(name, split, data_dir, download=download)
+    x = images.to(device).float().div_(255)
+    if normalize:
+        mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in image_stats(name))
+        x = (x - mean) / std
+    return TensorSplit(x, labels.to(device), name, origin)
+
+
+def batches(split: TensorSplit, batch_size: int, *, shuffle: bool = False,
+            generator: torch.Generator | None = None, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Mini-batches indexed on the split's own device (no DataLoader, no copies to the host)."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator).to(split.x.device) if shuffle else None
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        if order is None:
+            yield split.x[start:start + batch_size], split.y[start:start + batch_size]
+        else:
+            idx = order[start:start + batch_size]
+            yield split.x[idx], split.y[idx]
+
+
+# ----- listing every source for `refbench data` -----
+
+_SOURCES: dict[str, Callable[[str | None], dict]] = {}
+
+
+def register_source(name: str, describe: Callable[[str | None], dict]) -> None:
+    """Add a data source; ``describe(data_dir)`` returns {"found": where, "size": ...} or raises RefbenchError."""
+    _SOURCES[name] = describe
+
+
+def _describe_image_set(name: str) -> Callable[[str | None], dict]:
+    def describe(data_dir):
+        root, found = locate(name, data_dir, download=False)
+        sizes = {s: len(load_images(name, s, root, download=False)[1]) for s in ("train", "test")}
+        return {"found": found, "size": sizes}
+    return describe
+
+
+for _name in IMAGE_SETS:
+    register_source(_name, _describe_image_set(_name))
+register_source("synthetic-cifar10", lambda data_dir: {"found": "generated", "size": dict(synthetic.SIZES)})
+
+
+def describe_sources(data_dir: str | None = None) -> list[dict]:
+    """One row per data source: name, where found (or the error), size."""
+    rows = []
+    for name, describe in sorted(_SOURCES.items()):
+        try:
+            rows.append({"name": name, "status": "found", **describe(data_dir)})
+        except RefbenchError as exc:
+            rows.append({"name": name, "status": "missing", "found": None, "size": None, "error": str(exc)})
+    return rows
