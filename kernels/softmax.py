@@ -1,0 +1,300 @@
+"""Row softmax and log-softmax in Triton, forward and backward.
+
+Every call views its input as an (M, N) matrix of rows along ``dim`` and runs
+one of two kernel shapes, each shared by softmax and log-softmax through the
+``LOG`` flag:
+
+- the row kernel, when a row fits in registers (N <= ``_ONE_PASS_MAX_N``):
+  one read and one write per element; short rows are packed several to a
+  program so that small N is not bound by the launch grid;
+- the long-row kernel, one program per row: a first sweep over the row in
+  chunks keeps the running statistics (online max and rescaled sum in the
+  forward, sum(dy * y) or sum(dy) in the backward), a second sweep writes
+  the result. The second sweep walks the chunks backwards so that it starts
+  on the ones the first sweep left in L2.
+
+Statistics accumulate in fp32 (fp64 for fp64 inputs); outputs keep the input
+dtype. Gradients: softmax ``dx = y * (dy - sum(dy * y))``, log-softmax
+``dx = dy - exp(y) * sum(dy)``.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import nn
+
+# Longest row the row kernel holds in registers; longer rows take the
+# long-row kernel. Both numbers are starting points for tuning on a GPU.
+_ONE_PASS_MAX_N = 32768
+_LONG_BLOCK_N = 8192
+
+_SUPPORTED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+@triton.jit
+def _normalize(x, m, s, LOG: tl.constexpr):
+    """softmax or log-softmax of ``x`` given its row max ``m`` and sum(exp(x - m)) ``s``."""
+    if LOG:
+        return x - m - tl.log(s)
+    return tl.exp(x - m) * (1.0 / s)
+
+
+@triton.jit
+def _grad_term(y, dy, LOG: tl.constexpr):
+    """The per-element term whose row sum the backward needs."""
+    if LOG:
+        return dy
+    return dy * y
+
+
+@triton.jit
+def _grad(y, dy, total, LOG: tl.constexpr):
+    if LOG:
+        return dy - tl.exp(y) * total
+    return y * (dy - total)
+
+
+@triton.jit
+def _forward_rows(
+    X, Y, M, N, stride_x, stride_y,
+    LOG: tl.constexpr, ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+    mask = (rows[:, None] < M) & (cols[None, :] < N)
+    rows = rows.to(tl.int64)
+    x = tl.load(X + rows[:, None] * stride_x + cols[None, :], mask=mask, other=-float("inf")).to(ACC)
+    m = tl.max(x, axis=1)[:, None]
+    s = tl.sum(tl.exp(x - m), axis=1)[:, None]
+    y = _normalize(x, m, s, LOG)
+    tl.store(Y + rows[:, None] * stride_y + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _forward_long(
+    X, Y, N, stride_x, stride_y,
+    LOG: tl.constexpr, ACC: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    X += row * stride_x
+    Y += row * stride_y
+    cols = tl.arange(0, BLOCK_N)
+    # Scalars of dtype ACC: running max and sum(exp(x - max)).
+    m = tl.max(tl.full([BLOCK_N], -float("inf"), ACC), axis=0)
+    s = tl.sum(tl.zeros([BLOCK_N], ACC), axis=0)
+    for start in range(0, N, BLOCK_N):
+        x = tl.load(X + start + cols, mask=start + cols < N, other=-float("inf")).to(ACC)
+        m_new = tl.maximum(m, tl.max(x, axis=0))
+        # While every value so far is -inf, shift by 0 so that exp gives 0, not NaN.
+        shift = tl.where(m_new == -float("inf"), 0.0, m_new)
+        s = s * tl.exp(m - shift) + tl.sum(tl.exp(x - shift), axis=0)
+        m = m_new
+    chunks = tl.cdiv(N, BLOCK_N)
+    for i in range(chunks):
+        start = (chunks - 1 - i) * BLOCK_N
+        mask = start + cols < N
+        x = tl.load(X + start + cols, mask=mask, other=-float("inf")).to(ACC)
+        tl.store(Y + start + cols, _normalize(x, m, s, LOG).to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _backward_rows(
+    Y, DY, DX, M, N, stride_y, stride_dy, stride_dx,
+    LOG: tl.constexpr, ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+    mask = (rows[:, None] < M) & (cols[None, :] < N)
+    rows = rows.to(tl.int64)
+    y = tl.load(Y + rows[:, None] * stride_y + cols[None, :], mask=mask, other=0.0).to(ACC)
+    dy = tl.load(DY + rows[:, None] * stride_dy + cols[None, :], mask=mask, other=0.0).to(ACC)
+    total = tl.sum(_grad_term(y, dy, LOG), axis=1)[:, None]
+    dx = _grad(y, dy, total, LOG)
+    tl.store(DX + rows[:, None] * stride_dx + cols[None, :], dx.to(DX.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _backward_long(
+    Y, DY, DX, N, stride_y, stride_dy, stride_dx,
+    LOG: tl.constexpr, ACC: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    Y += row * stride_y
+    DY += row * stride_dy
+    DX += row * stride_dx
+    cols = tl.arange(0, BLOCK_N)
+    total = tl.zeros([BLOCK_N], ACC)
+    for start in range(0, N, BLOCK_N):
+        mask = start + cols < N
+        y = tl.load(Y + start + cols, mask=mask, other=0.0).to(ACC)
+        dy = tl.load(DY + start + cols, mask=mask, other=0.0).to(ACC)
+        total += _grad_term(y, dy, LOG)
+    total = tl.sum(total, axis=0)
+    chunks = tl.cdiv(N, BLOCK_N)
+    for i in range(chunks):
+        start = (chunks - 1 - i) * BLOCK_N
+        mask = start + cols < N
+        y = tl.load(Y + start + cols, mask=mask, other=0.0).to(ACC)
+        dy = tl.load(DY + start + cols, mask=mask, other=0.0).to(ACC)
+        tl.store(DX + start + cols, _grad(y, dy, total, LOG).to(DX.dtype.element_ty), mask=mask)
+
+
+def _row_config(m: int, n: int) -> dict:
+    """Block shape and warps for the row kernel.
+
+    A program covers about 4096 elements: short rows are packed BLOCK_M to a
+    program, rows of 4096 and more get a program each. Warps grow with the
+    tile so that each thread holds 8 to 32 elements.
+    """
+    block_n = triton.next_power_of_2(n)
+    block_m = min(max(4096 // block_n, 1), triton.next_power_of_2(m))
+    num_warps = min(max(block_m * block_n // 512, 4), 16)
+    return dict(BLOCK_M=block_m, BLOCK_N=block_n, num_warps=num_warps)
+
+
+def _long_config(n: int) -> dict:
+    return dict(BLOCK_N=min(_LONG_BLOCK_N, triton.next_power_of_2(n)), num_warps=16)
+
+
+def _acc_dtype(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _rows(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``t`` as an (M, N) matrix of rows along ``dim`` with unit column stride (a view when possible)."""
+    t = t.reshape(1) if t.ndim == 0 else t.movedim(dim, -1)
+    rows = t.reshape(-1, t.shape[-1])
+    return rows if rows.stride(1) == 1 else rows.contiguous()
+
+
+def _unrows(rows: torch.Tensor, like: torch.Tensor, dim: int) -> torch.Tensor:
+    """Undo ``_rows``: a tensor shaped like ``like``."""
+    if like.ndim == 0:
+        return rows.reshape(())
+    return rows.reshape(like.movedim(dim, -1).shape).movedim(-1, dim)
+
+
+def _check(x: torch.Tensor) -> None:
+    if x.dtype not in _SUPPORTED:
+        raise TypeError(f"softmax kernels take float16, bfloat16, float32 or float64 tensors, not {x.dtype}")
+
+
+def softmax_forward(x: torch.Tensor, dim: int = -1, *, log: bool = False) -> torch.Tensor:
+    """softmax (or log-softmax with ``log=True``) of ``x`` along ``dim``, without autograd."""
+    _check(x)
+    if x.numel() == 0:
+        return torch.empty_like(x)
+    x2 = _rows(x, dim)
+    m, n = x2.shape
+    y2 = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    acc = _acc_dtype(x.dtype)
+    if n <= _ONE_PASS_MAX_N:
+        config = _row_config(m, n)
+        grid = (triton.cdiv(m, config["BLOCK_M"]),)
+        _forward_rows[grid](x2, y2, m, n, x2.stride(0), y2.stride(0), LOG=log, ACC=acc, **config)
+    else:
+        _forward_long[(m,)](x2, y2, n, x2.stride(0), y2.stride(0), LOG=log, ACC=acc, **_long_config(n))
+    return _unrows(y2, x, dim)
+
+
+def softmax_backward(dy: torch.Tensor, y: torch.Tensor, dim: int = -1, *, log: bool = False) -> torch.Tensor:
+    """Gradient of softmax (or log-softmax) at output ``y`` for incoming gradient ``dy``."""
+    _check(y)
+    if y.numel() == 0:
+        return torch.empty_like(y)
+    y2, dy2 = _rows(y, dim), _rows(dy.to(y.dtype), dim)
+    m, n = y2.shape
+    dx2 = torch.empty((m, n), dtype=y.dtype, device=y.device)
+    strides = (y2.stride(0), dy2.stride(0), dx2.stride(0))
+    acc = _acc_dtype(y.dtype)
+    if n <= _ONE_PASS_MAX_N:
+        config = _row_config(m, n)
+        grid = (triton.cdiv(m, config["BLOCK_M"]),)
+        _backward_rows[grid](y2, dy2, dx2, m, n, *strides, LOG=log, ACC=acc, **config)
+    else:
+        _backward_long[(m,)](y2, dy2, dx2, n, *strides, LOG=log, ACC=acc, **_long_config(n))
+    return _unrows(dx2, y, dim)
+
+
+class _SoftmaxFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dim: int, log: bool) -> torch.Tensor:
+        y = softmax_forward(x, dim, log=log)
+        ctx.save_for_backward(y)
+        ctx.dim, ctx.log = dim, log
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy: torch.Tensor):
+        (y,) = ctx.saved_tensors
+        return softmax_backward(dy, y, ctx.dim, log=ctx.log), None, None
+
+
+def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``torch.softmax(x, dim)`` computed by the Triton kernels, with autograd."""
+    return _SoftmaxFunction.apply(x, dim, False)
+
+
+def log_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``torch.log_softmax(x, dim)`` computed by the Triton kernels, with autograd."""
+    return _SoftmaxFunction.apply(x, dim, True)
+
+
+def _module_dim(dim: int | None, ndim: int) -> int:
+    """nn.Softmax's dim, with torch's legacy choice when it was left as None."""
+    if dim is not None:
+        return dim
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+class Softmax(nn.Softmax):
+    """Drop-in for ``nn.Softmax`` (same ``dim``, same state) backed by the Triton kernels."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return softmax(input, _module_dim(self.dim, input.ndim))
+
+
+class LogSoftmax(nn.LogSoftmax):
+    """Drop-in for ``nn.LogSoftmax`` backed by the Triton kernels."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return log_softmax(input, _module_dim(self.dim, input.ndim))
+
+
+def _replacement(module: nn.Module) -> type[nn.Module] | None:
+    """The Triton class for ``module``, or None when it is not a plain (Log)Softmax.
+
+    Subclasses count only when they keep the stock ``forward``; one that
+    overrides it (a masked softmax, or the Triton modules themselves) is left alone.
+    """
+    for base, triton_class in ((nn.Softmax, Softmax), (nn.LogSoftmax, LogSoftmax)):
+        if isinstance(module, base) and type(module).forward is base.forward:
+            return triton_class
+    return None
+
+
+def _describe(module: nn.Module) -> str:
+    cls = type(module)
+    name = f"nn.{cls.__name__}" if cls in (nn.Softmax, nn.LogSoftmax) else f"{cls.__module__}.{cls.__qualname__}"
+    return f"{name}(dim={module.dim})"
+
+
+def swap_softmax(model: nn.Module) -> list[str]:
+    """Replace every softmax / log-softmax submodule of ``model`` in place; describe each swap.
+
+    The root module itself has no parent to be replaced in, so it is never swapped.
+    """
+    swapped = []
+    for parent_name, parent in list(model.named_modules()):
+        for child_name, child in list(parent.named_children()):
+            triton_class = _replacement(child)
+            if triton_class is None:
+                continue
+            new = triton_class(child.dim)
+            new.train(child.training)
+            setattr(parent, child_name, new)
+            path = f"{parent_name}.{child_name}" if parent_name else child_name
+            swapped.append(f"{path}: {_describe(child)} -> kernels.{triton_class.__name__}")
+    return swapped
