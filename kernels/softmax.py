@@ -284,17 +284,17 @@ def _describe(module: nn.Module) -> str:
 def swap_softmax(model: nn.Module) -> list[str]:
     """Replace every softmax / log-softmax submodule of ``model`` in place; describe each swap.
 
-    The root module itself has no parent to be replaced in, so it is never swapped.
+    Swaps come in module order. The root module itself has no parent to be
+    replaced in, so it is never swapped.
     """
     swapped = []
-    for parent_name, parent in list(model.named_modules()):
-        for child_name, child in list(parent.named_children()):
-            triton_class = _replacement(child)
-            if triton_class is None:
-                continue
-            new = triton_class(child.dim)
-            new.train(child.training)
-            setattr(parent, child_name, new)
-            path = f"{parent_name}.{child_name}" if parent_name else child_name
-            swapped.append(f"{path}: {_describe(child)} -> kernels.{triton_class.__name__}")
+    for path, module in list(model.named_modules(remove_duplicate=False)):
+        triton_class = _replacement(module)
+        if triton_class is None or not path:
+            continue
+        parent_path, _, name = path.rpartition(".")
+        new = triton_class(module.dim)
+        new.train(module.training)
+        setattr(model.get_submodule(parent_path), name, new)
+        swapped.append(f"{path}: {_describe(module)} -> kernels.{triton_class.__name__}")
     return swapped
