@@ -1,0 +1,55 @@
+"""The softmax kernel sweep end to end on the CPU (tiny shapes, Triton interpreter)."""
+import sys
+
+import pytest
+
+from bench.kernel_softmax import run_sweep
+from bench.results import FIELDS
+from kernels.softmax import _ONE_PASS_MAX_N
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")
+
+
+def _sweep(**overrides):
+    kwargs = dict(device="cpu", dtypes=["float32"], quick=True, run_id="test-run", env={"host": "test"})
+    return run_sweep(**{**kwargs, **overrides})
+
+
+def test_quick_cpu_sweep_records():
+    seen = []
+    records = _sweep(on_record=seen.append)
+    assert seen == records
+    measured = [r for r in records if r["backend"] != "compile"]
+    # softmax and log-softmax x three shapes x forward and backward, for torch and triton.
+    assert len(measured) == 2 * 3 * 2 * 2
+    assert {r["backend"] for r in measured} == {"torch", "triton"}
+    assert any(r["variant"]["N"] > _ONE_PASS_MAX_N for r in measured)
+    for r in records:
+        assert set(r) == set(FIELDS)
+        assert r["mode"] == "kernel" and r["run_id"] == "test-run" and r["env"] == {"host": "test"}
+        assert r["workload"] in ("softmax", "log_softmax")
+        assert set(r["variant"]) == {"M", "N", "dtype", "direction"} and r["variant"]["dtype"] == "float32"
+    for r in measured:
+        assert r["status"] == "ok", r["error"]
+        m = r["metrics"]
+        assert m["time_ms"] > 0 and m["gbps"] > 0 and m["copy_gbps"] > 0
+        assert m["max_abs_err"] < 1e-5
+    assert all(r["status"] == "skipped" and r["error"] for r in records if r["backend"] == "compile")
+
+
+def test_failing_cell_becomes_error_record(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("kernel exploded")
+
+    # sys.modules: the package attribute kernels.softmax is the function, not the module.
+    monkeypatch.setattr(sys.modules["kernels.softmax"], "softmax_forward", broken)
+    records = _sweep(ops=("softmax",), directions=("fwd",))
+    triton = [r for r in records if r["backend"] == "triton"]
+    assert len(triton) == 3 and all(r["status"] == "error" for r in triton)
+    assert "RuntimeError: kernel exploded" in triton[0]["error"]
+    assert all(r["status"] == "ok" for r in records if r["backend"] == "torch")
+
+
+def test_unknown_op_is_refused():
+    with pytest.raises(ValueError, match="unknown op"):
+        _sweep(ops=("softmin",))
