@@ -2,6 +2,7 @@
 
 Imports neither ``bench`` nor ``reference_models``.
 """
+from kernels.conv import Conv2d, conv2d
 from kernels.patch import patch_model
 from kernels.softmax import LogSoftmax, Softmax, log_softmax, softmax
 
@@ -11,4 +12,6 @@ __all__ = [
     "log_softmax",
     "Softmax",
     "LogSoftmax",
+    "conv2d",
+    "Conv2d",
 ]

@@ -1,0 +1,401 @@
+"""conv2d as an implicit GEMM in Triton: forward with fused bias and ReLU, and backward.
+
+One kernel computes all three problems. It evaluates the generalised correlation
+
+    y[b, o, u, v] = act(bias[o] + sum_{i, r, s} x[b, i, hi, wi] * w[o, i, r, s])
+    hi = (u * str_h - pad_h + r * dil_h) / UP_H     (a tap only where UP_H divides exactly)
+    wi = (v * str_w - pad_w + s * dil_w) / UP_W
+
+as a GEMM with rows (b, u, v), columns o and reduction (i, r, s), gathering the
+``x`` tile straight from memory (no im2col buffer). Every tensor is addressed
+through its strides, so NCHW and channels-last inputs need no copies, and the
+backward problems are the same kernel on transposed views:
+
+- forward:     x, w as given; ``UP = 1``.
+- grad input:  x := dy, w := weight with its two channel axes swapped, taps at
+  ``(h + pad - r * dil) / stride``: step 1, padding ``-pad``, dilation ``-dil``,
+  ``UP = stride``.
+- grad weight: x := input with batch and channel swapped, w := dy likewise, the
+  "kernel" is dy's (P, Q) and the output dw with its two channel axes swapped:
+  step ``dil``, dilation ``stride``. The reduction runs over N * P * Q, so it is
+  split over ``SPLIT_K`` programs writing fp32 partial sums that are added after.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+from torch import nn
+from torch.nn.modules.utils import _pair
+
+ACTIVATIONS = (None, "relu")
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on")
+
+
+def _configs() -> list[triton.Config]:
+    """Tile shapes: narrow ones for few output channels and short reductions
+    (LeNet, VGG conv1: C = 1, 3, 6, K <= 64), square ones for C = 64..512.
+    The interpreter gets one config, since it would time every candidate."""
+    if _interpreting():
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 8})]
+    tiles = [  # BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages
+        (128, 16, 32, 4, 3), (256, 16, 32, 4, 3), (128, 32, 32, 4, 3), (256, 32, 32, 8, 3),
+        (128, 64, 32, 4, 3), (256, 64, 32, 8, 3), (64, 64, 64, 4, 4), (128, 64, 64, 4, 4),
+        (64, 128, 64, 4, 4), (128, 128, 32, 4, 4), (128, 128, 64, 8, 3), (256, 128, 64, 8, 3),
+        (128, 256, 64, 8, 3),
+    ]
+    return [
+        triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8},
+                      num_warps=warps, num_stages=stages)
+        for m, n, k, warps, stages in tiles
+    ]
+
+
+def _prune(configs, named_args, **kwargs):
+    """Drop tiles much wider than the problem or too big for shared memory."""
+    args = {**named_args, **kwargs}
+    width = max(16, triton.next_power_of_2(args["O"]))
+    depth = max(16, triton.next_power_of_2(args["I"] * args["R"] * args["S"]))
+    itemsize = args["x_ptr"].element_size()
+
+    def fits(c):
+        meta = c.kwargs
+        smem = (meta["BLOCK_M"] + meta["BLOCK_N"]) * meta["BLOCK_K"] * itemsize * max(c.num_stages, 1)
+        return meta["BLOCK_N"] <= width and meta["BLOCK_K"] <= depth and smem <= 200 * 1024
+
+    kept = [c for c in configs if fits(c)]
+    return kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] * c.kwargs["BLOCK_K"])]
+
+
+@triton.autotune(
+    configs=_configs(),
+    key=["B", "I", "H", "W", "O", "U", "V", "R", "S", "UP_H", "UP_W", "CHANNEL_INNER", "SPLIT_K"],
+    prune_configs_by={"early_config_prune": _prune},
+)
+@triton.jit
+def _conv_gemm_kernel(
+    x_ptr, w_ptr, y_ptr, bias_ptr,
+    B, I, H, W, O, U, V, R, S,
+    str_h, str_w, pad_h, pad_w, dil_h, dil_w,
+    sxb, sxi, sxh, sxw,
+    swo, swi, swr, sws,
+    syb, syo, syu, syv, sy_split,
+    UP_H: tl.constexpr, UP_W: tl.constexpr, CHANNEL_INNER: tl.constexpr,
+    HAS_BIAS: tl.constexpr, RELU: tl.constexpr, SPLIT_K: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    M = B * U * V
+    K = I * R * S
+    # Grouped tile order (as in the Triton matmul tutorial) for L2 reuse of w.
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(O, BLOCK_N)
+    group = GROUP_M * num_pid_n
+    first_m = (pid // group) * GROUP_M
+    group_size = tl.minimum(num_pid_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % group) % group_size
+    pid_n = (pid % group) // group_size
+
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    b = rm // (U * V)
+    u = (rm // V) % U
+    v = rm % V
+    x_row = b.to(tl.int64) * sxb
+    h_base = u * str_h - pad_h
+    w_base = v * str_w - pad_w
+    row_ok = rm < M
+    col_ok = rn < O
+
+    k_per_split = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
+    k_lo = tl.program_id(1) * k_per_split
+    k_hi = tl.minimum(k_lo + k_per_split, K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(k_lo, k_hi, BLOCK_K):
+        rk = k0 + tl.arange(0, BLOCK_K)
+        # Reduction order: channels fastest when they are contiguous (channels-last),
+        # else kernel columns fastest (contiguous along the image rows).
+        if CHANNEL_INNER:
+            i = rk % I
+            rs = rk // I
+        else:
+            i = rk // (R * S)
+            rs = rk % (R * S)
+        r = rs // S
+        s = rs % S
+        k_ok = rk < k_hi
+        hi = h_base[:, None] + (r * dil_h)[None, :]
+        wi = w_base[:, None] + (s * dil_w)[None, :]
+        tap = row_ok[:, None] & k_ok[None, :]
+        if UP_H > 1:
+            tap &= hi % UP_H == 0
+            hi = hi // UP_H
+        if UP_W > 1:
+            tap &= wi % UP_W == 0
+            wi = wi // UP_W
+        tap &= (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
+        a = tl.load(x_ptr + x_row[:, None] + (i.to(tl.int64) * sxi)[None, :] + hi * sxh + wi * sxw,
+                    mask=tap, other=0.0)
+        w_off = i.to(tl.int64) * swi + r * swr + s * sws
+        bt = tl.load(w_ptr + w_off[:, None] + (rn * swo)[None, :],
+                     mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+        acc = tl.dot(a, bt, acc=acc, input_precision=PRECISION)
+
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + rn, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    if RELU:
+        acc = tl.maximum(acc, 0.0)
+    y_off = tl.program_id(1) * sy_split + (b.to(tl.int64) * syb + u * syu + v * syv)[:, None] + (rn * syo)[None, :]
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+
+
+def _precision(dtype: torch.dtype, device: torch.device) -> str:
+    """fp32 in TF32 only where cuDNN would use it too; 16-bit inputs ignore the setting."""
+    if dtype != torch.float32:
+        return "tf32"
+    return "tf32" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else "ieee"
+
+
+def _launch(x, w, y, bias, *, out_hw, kernel_hw, step, pad, dil, up=(1, 1), relu=False, split_k=1,
+            precision: str) -> None:
+    """Run the generalised correlation (module docstring) on 4-D views x, w, y.
+
+    ``x`` is (B, I, H, W), ``w`` is (O, I, R, S), ``y`` is (B, O, U, V) or, for
+    split-K partial sums, (SPLIT_K, B, O, U, V).
+    """
+    B, I, H, W = x.shape
+    O = w.shape[0]
+    U, V = out_hw
+    R, S = kernel_hw
+    y_strides = (*y.stride()[1:], y.stride(0)) if y.dim() == 5 else (*y.stride(), 0)
+    grid = lambda meta: (triton.cdiv(B * U * V, meta["BLOCK_M"]) * triton.cdiv(O, meta["BLOCK_N"]), split_k)
+    _conv_gemm_kernel[grid](
+        x, w, y, x if bias is None else bias,
+        B, I, H, W, O, U, V, R, S,
+        step[0], step[1], pad[0], pad[1], dil[0], dil[1],
+        *x.stride(), *w.stride(), *y_strides,
+        UP_H=up[0], UP_W=up[1], CHANNEL_INNER=x.stride(1) < x.stride(3),
+        HAS_BIAS=bias is not None, RELU=relu, SPLIT_K=split_k, PRECISION=precision,
+    )
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+
+def _output_like(x: torch.Tensor, shape) -> torch.Tensor:
+    """A new tensor in x's memory format (channels-last in, channels-last out)."""
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+def _forward(x, weight, bias, g: _Geometry, relu: bool) -> torch.Tensor:
+    N, _, H, W = x.shape
+    K, _, R, S = weight.shape
+    P = (H + 2 * g.padding[0] - g.dilation[0] * (R - 1) - 1) // g.stride[0] + 1
+    Q = (W + 2 * g.padding[1] - g.dilation[1] * (S - 1) - 1) // g.stride[1] + 1
+    y = _output_like(x, (N, K, P, Q))
+    _launch(x, weight, y, bias, out_hw=(P, Q), kernel_hw=(R, S), step=g.stride, pad=g.padding,
+            dil=g.dilation, relu=relu, precision=_precision(x.dtype, x.device))
+    return y
+
+
+def conv2d_input_grad(dy, weight, input_shape, g: _Geometry) -> torch.Tensor:
+    """d(loss)/d(input) of a conv2d, given d(loss)/d(output) ``dy``."""
+    _, _, H, W = input_shape
+    dx = _output_like(dy, input_shape)
+    _launch(dy, weight.transpose(0, 1), dx, None, out_hw=(H, W), kernel_hw=weight.shape[2:],
+            step=(1, 1), pad=(-g.padding[0], -g.padding[1]), dil=(-g.dilation[0], -g.dilation[1]),
+            up=g.stride, precision=_precision(dy.dtype, dy.device))
+    return dx
+
+
+def conv2d_weight_grad(dy, x, weight_shape, g: _Geometry, *, split_k: int | None = None) -> torch.Tensor:
+    """d(loss)/d(weight) of a conv2d; the N * P * Q reduction is split ``split_k`` ways."""
+    K, C, R, S = weight_shape
+    rows, reduction = C * R * S, dy.shape[0] * dy.shape[2] * dy.shape[3]
+    if split_k is None:
+        split_k = _split_k(triton.cdiv(rows, 64) * triton.cdiv(K, 64), reduction, dy.device)
+    partial = torch.empty((split_k, K, C, R, S), dtype=torch.float32, device=dy.device)
+    _launch(x.transpose(0, 1), dy.transpose(0, 1), partial.transpose(1, 2), None, out_hw=(R, S),
+            kernel_hw=dy.shape[2:], step=g.dilation, pad=g.padding, dil=g.stride, split_k=split_k,
+            precision=_precision(dy.dtype, dy.device))
+    return partial.sum(0).to(dy.dtype)
+
+
+def _split_k(tiles: int, reduction: int, device: torch.device) -> int:
+    """Enough splits to give every SM two tiles, each split at least 1024 deep."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+    return max(1, min(triton.cdiv(2 * sms, tiles), reduction // 1024))
+
+
+class _Conv2dFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, g: _Geometry, relu: bool):
+        y = _forward(x, weight, bias, g, relu)
+        ctx.save_for_backward(x, weight, y if relu else None)
+        ctx.geometry = g
+        ctx.relu = relu
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy):
+        x, weight, y = ctx.saved_tensors
+        if ctx.relu:
+            dy = dy.masked_fill(y <= 0, 0)
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = conv2d_input_grad(dy, weight, x.shape, ctx.geometry)
+        if ctx.needs_input_grad[1]:
+            dw = conv2d_weight_grad(dy, x, weight.shape, ctx.geometry)
+        if ctx.needs_input_grad[2]:
+            db = dy.sum((0, 2, 3), dtype=torch.float32).to(dy.dtype)
+        return dx, dw, db, None, None
+
+
+def _unsupported(message: str) -> NotImplementedError:
+    return NotImplementedError(
+        f"kernels.conv2d: {message}; supported: 4-D (or 3-D unbatched) float32/float16/bfloat16 "
+        "input on CUDA (or CPU under TRITON_INTERPRET=1), groups=1, zero padding, activation None or 'relu'"
+    )
+
+
+def _geometry(stride, padding, dilation, kernel_hw) -> _Geometry:
+    stride, dilation = _pair(stride), _pair(dilation)
+    if min(stride) < 1 or min(dilation) < 1:
+        raise ValueError(f"kernels.conv2d: stride {stride} and dilation {dilation} must be positive")
+    if padding == "valid":
+        padding = (0, 0)
+    elif padding == "same":
+        if stride != (1, 1):
+            raise ValueError("kernels.conv2d: padding='same' needs stride 1")
+        # An odd total goes to the bottom/right, as in torch; those taps fall off the edge.
+        padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel_hw))
+    else:
+        padding = _pair(padding)
+        if isinstance(padding[0], str) or min(padding) < 0:
+            raise ValueError(f"kernels.conv2d: padding must be 'valid', 'same' or non-negative ints, got {padding}")
+    return _Geometry(tuple(stride), tuple(padding), tuple(dilation))
+
+
+def _autocast(*tensors):
+    """Under CUDA autocast, conv runs in the autocast dtype, as F.conv2d does."""
+    if tensors[0].is_cuda and torch.is_autocast_enabled("cuda"):
+        dtype = torch.get_autocast_dtype("cuda")
+        return tuple(None if t is None else t.to(dtype) for t in tensors)
+    return tensors
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None):
+    """``F.conv2d`` (then ``activation``) computed by the Triton implicit-GEMM kernels."""
+    if groups != 1:
+        raise _unsupported(f"groups={groups}")
+    if activation not in ACTIVATIONS:
+        raise _unsupported(f"activation={activation!r}")
+    if x.dim() == 3:
+        return conv2d(x.unsqueeze(0), weight, bias, stride, padding, dilation, groups, activation).squeeze(0)
+    if x.dim() != 4 or weight.dim() != 4:
+        raise ValueError(f"kernels.conv2d: expected input (N, C, H, W) and weight (K, C, R, S), "
+                         f"got {tuple(x.shape)} and {tuple(weight.shape)}")
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"kernels.conv2d: input has {x.shape[1]} channels, weight expects {weight.shape[1]}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"kernels.conv2d: bias shape {tuple(bias.shape)} != ({weight.shape[0]},)")
+    x, weight, bias = _autocast(x, weight, bias)
+    if x.dtype not in DTYPES or any(t is not None and t.dtype != x.dtype for t in (weight, bias)):
+        raise _unsupported(f"dtypes {x.dtype}, {weight.dtype}" + (f", {bias.dtype}" if bias is not None else ""))
+    if not x.is_cuda and not _interpreting():
+        raise _unsupported(f"device {x.device}")
+    g = _geometry(stride, padding, dilation, weight.shape[2:])
+    out_hw = [(n + 2 * p - d * (k - 1) - 1) // s + 1
+              for n, p, d, k, s in zip(x.shape[2:], g.padding, g.dilation, weight.shape[2:], g.stride)]
+    if min(out_hw) < 1:
+        raise ValueError(f"kernels.conv2d: input {tuple(x.shape[2:])} is smaller than the dilated kernel")
+    return _Conv2dFunction.apply(x, weight, bias, g, activation == "relu")
+
+
+class Conv2d(nn.Conv2d):
+    """Drop-in ``nn.Conv2d`` (same parameters and state_dict keys) run by the Triton
+    kernels, with an optional fused activation."""
+
+    def __init__(self, *args, activation: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        reason = unsupported_reason(self)
+        if reason:
+            raise _unsupported(reason)
+        if activation not in ACTIVATIONS:
+            raise _unsupported(f"activation={activation!r}")
+        self.activation = activation
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, activation: str | None = None) -> "Conv2d":
+        """A Conv2d sharing ``conv``'s weight and bias Parameters."""
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                  padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
+                  bias=conv.bias is not None, padding_mode=conv.padding_mode,
+                  device="meta", dtype=conv.weight.dtype, activation=activation)
+        new.weight = conv.weight
+        new.bias = conv.bias
+        return new.train(conv.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                      self.groups, self.activation)
+
+    def extra_repr(self) -> str:
+        extra = super().extra_repr()
+        return extra + f", activation={self.activation!r}" if self.activation else extra
+
+
+def unsupported_reason(conv: nn.Conv2d) -> str | None:
+    """Why ``conv`` cannot run on these kernels, or None."""
+    if conv.groups != 1:
+        return f"groups={conv.groups}"
+    if conv.padding_mode != "zeros":
+        return f"padding_mode={conv.padding_mode!r}"
+    return None
+
+
+def swap_conv2d(model: nn.Module) -> list[str]:
+    """Replace every supported ``nn.Conv2d`` in ``model`` by a weight-sharing ``Conv2d``.
+
+    An ``nn.ReLU`` right after the conv in an ``nn.Sequential`` is fused into it
+    and replaced by ``nn.Identity`` (the Sequential passes the conv's output to
+    nothing else). Returns one line per conv: what was done, or why it was kept.
+    """
+    if type(model) is nn.Conv2d:
+        return ["(model): kept nn.Conv2d (a model cannot replace itself; use kernels.Conv2d.from_conv)"]
+    actions = []
+    for parent_name, parent in list(model.named_modules()):
+        children = list(parent.named_children())
+        for index, (name, child) in enumerate(children):
+            if type(child) is not nn.Conv2d:
+                continue
+            path = f"{parent_name}.{name}" if parent_name else name
+            reason = unsupported_reason(child)
+            if reason:
+                actions.append(f"{path}: kept {child} ({reason} is not supported)")
+                continue
+            relu = None
+            if isinstance(parent, nn.Sequential) and index + 1 < len(children):
+                relu = children[index + 1] if type(children[index + 1][1]) is nn.ReLU else None
+            setattr(parent, name, Conv2d.from_conv(child, activation="relu" if relu else None))
+            line = f"{path}: {child} -> kernels.Conv2d"
+            if relu:
+                setattr(parent, relu[0], nn.Identity())
+                relu_path = f"{parent_name}.{relu[0]}" if parent_name else relu[0]
+                line += f" with ReLU fused ({relu_path} -> Identity)"
+            actions.append(line)
+    return actions
