@@ -189,8 +189,14 @@ def _launch(x, w, y, bias, *, out_hw, kernel_hw, step, pad, dil, up=(1, 1), relu
 @dataclass(frozen=True)
 class _Geometry:
     stride: tuple[int, int]
-    padding: tuple[int, int]
+    padding: tuple[int, int]  # top, left
     dilation: tuple[int, int]
+    padding_end: tuple[int, int] | None = None  # bottom, right; None: as padding
+
+    def output_hw(self, input_hw, kernel_hw) -> list[int]:
+        end = self.padding_end or self.padding
+        return [(n + p + e - d * (k - 1) - 1) // s + 1
+                for n, p, e, d, k, s in zip(input_hw, self.padding, end, self.dilation, kernel_hw, self.stride)]
 
 
 def _output_like(x: torch.Tensor, shape) -> torch.Tensor:
@@ -201,12 +207,9 @@ def _output_like(x: torch.Tensor, shape) -> torch.Tensor:
 
 
 def _forward(x, weight, bias, g: _Geometry, relu: bool) -> torch.Tensor:
-    N, _, H, W = x.shape
-    K, _, R, S = weight.shape
-    P = (H + 2 * g.padding[0] - g.dilation[0] * (R - 1) - 1) // g.stride[0] + 1
-    Q = (W + 2 * g.padding[1] - g.dilation[1] * (S - 1) - 1) // g.stride[1] + 1
-    y = _output_like(x, (N, K, P, Q))
-    _launch(x, weight, y, bias, out_hw=(P, Q), kernel_hw=(R, S), step=g.stride, pad=g.padding,
+    P, Q = g.output_hw(x.shape[2:], weight.shape[2:])
+    y = _output_like(x, (x.shape[0], weight.shape[0], P, Q))
+    _launch(x, weight, y, bias, out_hw=(P, Q), kernel_hw=weight.shape[2:], step=g.stride, pad=g.padding,
             dil=g.dilation, relu=relu, precision=_precision(x.dtype, x.device))
     return y
 
@@ -273,7 +276,7 @@ def _unsupported(message: str) -> NotImplementedError:
 
 
 def _geometry(stride, padding, dilation, kernel_hw) -> _Geometry:
-    stride, dilation = _pair(stride), _pair(dilation)
+    stride, dilation = tuple(_pair(stride)), tuple(_pair(dilation))
     if min(stride) < 1 or min(dilation) < 1:
         raise ValueError(f"kernels.conv2d: stride {stride} and dilation {dilation} must be positive")
     if padding == "valid":
@@ -281,13 +284,14 @@ def _geometry(stride, padding, dilation, kernel_hw) -> _Geometry:
     elif padding == "same":
         if stride != (1, 1):
             raise ValueError("kernels.conv2d: padding='same' needs stride 1")
-        # An odd total goes to the bottom/right, as in torch; those taps fall off the edge.
-        padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel_hw))
+        total = [d * (k - 1) for d, k in zip(dilation, kernel_hw)]
+        # An odd total puts the extra row/column at the bottom/right, as torch does.
+        return _Geometry(stride, tuple(t // 2 for t in total), dilation, tuple(t - t // 2 for t in total))
     else:
         padding = _pair(padding)
         if isinstance(padding[0], str) or min(padding) < 0:
             raise ValueError(f"kernels.conv2d: padding must be 'valid', 'same' or non-negative ints, got {padding}")
-    return _Geometry(tuple(stride), tuple(padding), tuple(dilation))
+    return _Geometry(stride, tuple(padding), dilation)
 
 
 def _autocast(*tensors):
@@ -319,9 +323,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, acti
     if not x.is_cuda and not _interpreting():
         raise _unsupported(f"device {x.device}")
     g = _geometry(stride, padding, dilation, weight.shape[2:])
-    out_hw = [(n + 2 * p - d * (k - 1) - 1) // s + 1
-              for n, p, d, k, s in zip(x.shape[2:], g.padding, g.dilation, weight.shape[2:], g.stride)]
-    if min(out_hw) < 1:
+    if min(g.output_hw(x.shape[2:], weight.shape[2:])) < 1:
         raise ValueError(f"kernels.conv2d: input {tuple(x.shape[2:])} is smaller than the dilated kernel")
     return _Conv2dFunction.apply(x, weight, bias, g, activation == "relu")
 
