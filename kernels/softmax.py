@@ -4,7 +4,7 @@ Every call views its input as an (M, N) matrix of rows along ``dim`` and runs
 one of two kernel shapes, each shared by softmax and log-softmax through the
 ``LOG`` flag:
 
-- the row kernel, when a row fits in registers (N <= ``_ONE_PASS_MAX_N``):
+- the row kernel, when a row fits in registers (see ``_row_kernel_max_n``):
   one read and one write per element; short rows are packed several to a
   program so that small N is not bound by the launch grid;
 - the long-row kernel, one program per row: a first sweep over the row in
@@ -24,9 +24,12 @@ import triton
 import triton.language as tl
 from torch import nn
 
-# Longest row the row kernel holds in registers; longer rows take the
-# long-row kernel. Both numbers are starting points for tuning on a GPU.
-_ONE_PASS_MAX_N = 32768
+# The row kernel holds a whole row per program in registers: at most 128 KiB
+# of accumulator values (32 per thread at 32 warps), one row of them in the
+# forward and two (y and dy) in the backward. Longer rows, up to 32768 fp32
+# columns forward and 16384 backward, take the long-row kernel, which walks
+# the row in chunks of _LONG_BLOCK_N. Both are starting points for tuning on a GPU.
+_ROW_KERNEL_BYTES = 128 * 1024
 _LONG_BLOCK_N = 8192
 
 _SUPPORTED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -140,16 +143,22 @@ def _backward_long(
         tl.store(DX + start + cols, _grad(y, dy, total, LOG).to(DX.dtype.element_ty), mask=mask)
 
 
+def _row_kernel_max_n(dtype: torch.dtype, rows_held: int) -> int:
+    """Longest row the row kernel takes when each program holds ``rows_held`` rows of accumulators."""
+    acc_bytes = 8 if dtype == torch.float64 else 4
+    return _ROW_KERNEL_BYTES // (acc_bytes * rows_held)
+
+
 def _row_config(m: int, n: int) -> dict:
     """Block shape and warps for the row kernel.
 
-    A program covers about 4096 elements: short rows are packed BLOCK_M to a
-    program, rows of 4096 and more get a program each. Warps grow with the
-    tile so that each thread holds 8 to 32 elements.
+    A program covers at least 4096 elements: short rows are packed BLOCK_M to
+    a program, rows of 4096 and more get a program each. Warps grow with the
+    tile, 16 elements a thread, from 4 to 32 warps.
     """
     block_n = triton.next_power_of_2(n)
     block_m = min(max(4096 // block_n, 1), triton.next_power_of_2(m))
-    num_warps = min(max(block_m * block_n // 512, 4), 16)
+    num_warps = min(max(block_m * block_n // 512, 4), 32)
     return dict(BLOCK_M=block_m, BLOCK_N=block_n, num_warps=num_warps)
 
 
@@ -189,7 +198,7 @@ def softmax_forward(x: torch.Tensor, dim: int = -1, *, log: bool = False) -> tor
     m, n = x2.shape
     y2 = torch.empty((m, n), dtype=x.dtype, device=x.device)
     acc = _acc_dtype(x.dtype)
-    if n <= _ONE_PASS_MAX_N:
+    if n <= _row_kernel_max_n(x.dtype, rows_held=1):
         config = _row_config(m, n)
         grid = (triton.cdiv(m, config["BLOCK_M"]),)
         _forward_rows[grid](x2, y2, m, n, x2.stride(0), y2.stride(0), LOG=log, ACC=acc, **config)
@@ -208,7 +217,7 @@ def softmax_backward(dy: torch.Tensor, y: torch.Tensor, dim: int = -1, *, log: b
     dx2 = torch.empty((m, n), dtype=y.dtype, device=y.device)
     strides = (y2.stride(0), dy2.stride(0), dx2.stride(0))
     acc = _acc_dtype(y.dtype)
-    if n <= _ONE_PASS_MAX_N:
+    if n <= _row_kernel_max_n(y.dtype, rows_held=2):
         config = _row_config(m, n)
         grid = (triton.cdiv(m, config["BLOCK_M"]),)
         _backward_rows[grid](y2, dy2, dx2, m, n, *strides, LOG=log, ACC=acc, **config)

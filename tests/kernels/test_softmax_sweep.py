@@ -2,10 +2,11 @@
 import sys
 
 import pytest
+import torch
 
 from bench.kernel_softmax import run_sweep
 from bench.results import FIELDS
-from kernels.softmax import _ONE_PASS_MAX_N
+from kernels.softmax import _row_kernel_max_n
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")
 
@@ -23,7 +24,7 @@ def test_quick_cpu_sweep_records():
     # softmax and log-softmax x three shapes x forward and backward, for torch and triton.
     assert len(measured) == 2 * 3 * 2 * 2
     assert {r["backend"] for r in measured} == {"torch", "triton"}
-    assert any(r["variant"]["N"] > _ONE_PASS_MAX_N for r in measured)
+    assert any(r["variant"]["N"] > _row_kernel_max_n(torch.float32, rows_held=1) for r in measured)
     for r in records:
         assert set(r) == set(FIELDS)
         assert r["mode"] == "kernel" and r["run_id"] == "test-run" and r["env"] == {"host": "test"}
