@@ -152,9 +152,10 @@ def _row_kernel_max_n(dtype: torch.dtype, rows_held: int) -> int:
 def _row_config(m: int, n: int) -> dict:
     """Block shape and warps for the row kernel.
 
-    A program covers at least 4096 elements: short rows are packed BLOCK_M to
-    a program, rows of 4096 and more get a program each. Warps grow with the
-    tile, 16 elements a thread, from 4 to 32 warps.
+    A program covers 4096 elements or one row, whichever is more: short rows
+    are packed BLOCK_M to a program (fewer when M itself is small), rows of
+    4096 and more get a program each. Warps grow with the tile, 16 elements
+    a thread, from 4 to 32 warps.
     """
     block_n = triton.next_power_of_2(n)
     block_m = min(max(4096 // block_n, 1), triton.next_power_of_2(m))
