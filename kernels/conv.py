@@ -44,7 +44,7 @@ def _configs() -> list[triton.Config]:
     (LeNet, VGG conv1: C = 1, 3, 6, K <= 64), square ones for C = 64..512.
     The interpreter gets one config, since it would time every candidate."""
     if _interpreting():
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 8})]
+        return [triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 64, "GROUP_M": 8})]
     tiles = [  # BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages
         (128, 16, 32, 4, 3), (256, 16, 32, 4, 3), (128, 32, 32, 4, 3), (256, 32, 32, 8, 3),
         (128, 64, 32, 4, 3), (256, 64, 32, 8, 3), (64, 64, 64, 4, 4), (128, 64, 64, 4, 4),
@@ -214,8 +214,7 @@ def _forward(x, weight, bias, g: _Geometry, relu: bool) -> torch.Tensor:
     return y
 
 
-def conv2d_input_grad(dy, weight, input_shape, g: _Geometry) -> torch.Tensor:
-    """d(loss)/d(input) of a conv2d, given d(loss)/d(output) ``dy``."""
+def _input_grad(dy, weight, input_shape, g: _Geometry) -> torch.Tensor:
     _, _, H, W = input_shape
     dx = _output_like(dy, input_shape)
     _launch(dy, weight.transpose(0, 1), dx, None, out_hw=(H, W), kernel_hw=weight.shape[2:],
@@ -224,8 +223,7 @@ def conv2d_input_grad(dy, weight, input_shape, g: _Geometry) -> torch.Tensor:
     return dx
 
 
-def conv2d_weight_grad(dy, x, weight_shape, g: _Geometry, *, split_k: int | None = None) -> torch.Tensor:
-    """d(loss)/d(weight) of a conv2d; the N * P * Q reduction is split ``split_k`` ways."""
+def _weight_grad(dy, x, weight_shape, g: _Geometry, split_k: int | None = None) -> torch.Tensor:
     K, C, R, S = weight_shape
     rows, reduction = C * R * S, dy.shape[0] * dy.shape[2] * dy.shape[3]
     if split_k is None:
@@ -260,9 +258,9 @@ class _Conv2dFunction(torch.autograd.Function):
             dy = dy.masked_fill(y <= 0, 0)
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
-            dx = conv2d_input_grad(dy, weight, x.shape, ctx.geometry)
+            dx = _input_grad(dy, weight, x.shape, ctx.geometry)
         if ctx.needs_input_grad[1]:
-            dw = conv2d_weight_grad(dy, x, weight.shape, ctx.geometry)
+            dw = _weight_grad(dy, x, weight.shape, ctx.geometry)
         if ctx.needs_input_grad[2]:
             db = dy.sum((0, 2, 3), dtype=torch.float32).to(dy.dtype)
         return dx, dw, db, None, None
@@ -326,6 +324,19 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, acti
     if min(g.output_hw(x.shape[2:], weight.shape[2:])) < 1:
         raise ValueError(f"kernels.conv2d: input {tuple(x.shape[2:])} is smaller than the dilated kernel")
     return _Conv2dFunction.apply(x, weight, bias, g, activation == "relu")
+
+
+def conv2d_input_grad(dy, weight, input_shape, stride=1, padding=0, dilation=1) -> torch.Tensor:
+    """The gradient of ``conv2d`` with respect to its input, given the output's ``dy``
+    (``torch.nn.grad.conv2d_input`` on these kernels)."""
+    return _input_grad(dy, weight, tuple(input_shape), _geometry(stride, padding, dilation, weight.shape[2:]))
+
+
+def conv2d_weight_grad(dy, x, weight_shape, stride=1, padding=0, dilation=1, *, split_k=None) -> torch.Tensor:
+    """The gradient of ``conv2d`` with respect to its weight, given the output's ``dy``;
+    ``split_k`` overrides how many ways the N * P * Q reduction is split."""
+    g = _geometry(stride, padding, dilation, weight_shape[2:])
+    return _weight_grad(dy, x, tuple(weight_shape), g, split_k)
 
 
 class Conv2d(nn.Conv2d):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import kernels
-from kernels.conv import Conv2d, _Geometry, conv2d_weight_grad, swap_conv2d
+from kernels.conv import Conv2d, conv2d_input_grad, conv2d_weight_grad, swap_conv2d
 from reference_models.lenet import LeNet5
 
 # torch's own padding='same' with an even kernel warns that it copies the input.
@@ -23,7 +23,7 @@ CASES = {  # N, C, H, W, K, kernel, stride, padding, dilation, bias, relu
     "lenet-conv1-batch1": (1, 1, 9, 9, 6, 5, 1, 2, 1, True, True),
     "stride2-odd": (2, 3, 11, 10, 5, 3, 2, 1, 1, False, True),
     "dilated": (2, 6, 8, 7, 16, 3, 1, 2, 2, True, False),
-    "pointwise-odd-channels": (2, 20, 7, 9, 33, 1, 1, 0, 1, True, True),
+    "pointwise-odd-channels": (3, 20, 7, 9, 33, 1, 1, 0, 1, True, True),  # 2 x 2 tiles
     "asymmetric": (1, 5, 10, 8, 7, (3, 2), (2, 1), (1, 0), (1, 2), True, False),
     "channels-over-block": (2, 40, 6, 6, 24, 3, 1, "same", 1, False, False),
     "same-even-kernel": (1, 3, 7, 6, 4, 4, 1, "same", 1, True, True),
@@ -91,13 +91,17 @@ def test_bias_grad_and_relu_mask_with_all_negative_output():
         assert torch.count_nonzero(t.grad) == 0
 
 
-def test_weight_grad_split_k_is_the_same_sum():
-    x = torch.randn(2, 3, 12, 12, device=DEVICE)
-    dy = torch.randn(2, 4, 10, 10, device=DEVICE)
-    g = _Geometry(stride=(1, 1), padding=(0, 0), dilation=(1, 1))
-    ref = torch.nn.grad.conv2d_weight(x.double(), (4, 3, 3, 3), dy.double())
-    for split_k in (1, 3):
-        _close(conv2d_weight_grad(dy, x, (4, 3, 3, 3), g, split_k=split_k), ref, torch.float32, f"split {split_k}")
+def test_gradient_functions_match_torch_nn_grad():
+    x = torch.randn(2, 3, 12, 11, device=DEVICE)
+    w = torch.randn(4, 3, 3, 3, device=DEVICE)
+    dy = torch.randn(2, 4, 6, 6, device=DEVICE)
+    geometry = dict(stride=2, padding=1, dilation=1)
+    want = torch.nn.grad.conv2d_input(x.shape, w.double(), dy.double(), **geometry)
+    _close(conv2d_input_grad(dy, w, x.shape, **geometry), want, torch.float32, "grad input")
+    want = torch.nn.grad.conv2d_weight(x.double(), w.shape, dy.double(), **geometry)
+    for split_k in (1, 3):  # split-K partial sums add up to the same gradient
+        got = conv2d_weight_grad(dy, x, w.shape, **geometry, split_k=split_k)
+        _close(got, want, torch.float32, f"grad weight, split {split_k}")
 
 
 def test_unbatched_input():
