@@ -394,18 +394,22 @@ def swap_conv2d(model: nn.Module) -> list[str]:
     for parent_name, parent in list(model.named_modules()):
         children = list(parent.named_children())
         for index, (name, child) in enumerate(children):
-            if type(child) is not nn.Conv2d:
+            if not isinstance(child, nn.Conv2d) or isinstance(child, Conv2d):
                 continue
             path = f"{parent_name}.{name}" if parent_name else name
+            described = f"{type(child).__name__}({child.extra_repr()})"
+            if type(child) is not nn.Conv2d:
+                actions.append(f"{path}: kept {described} (a subclass of nn.Conv2d: its forward may differ)")
+                continue
             reason = unsupported_reason(child)
             if reason:
-                actions.append(f"{path}: kept {child} ({reason} is not supported)")
+                actions.append(f"{path}: kept {described} ({reason} is not supported)")
                 continue
             relu = None
             if isinstance(parent, nn.Sequential) and index + 1 < len(children):
                 relu = children[index + 1] if type(children[index + 1][1]) is nn.ReLU else None
             setattr(parent, name, Conv2d.from_conv(child, activation="relu" if relu else None))
-            line = f"{path}: {child} -> kernels.Conv2d"
+            line = f"{path}: {described} -> kernels.Conv2d"
             if relu:
                 setattr(parent, relu[0], nn.Identity())
                 relu_path = f"{parent_name}.{relu[0]}" if parent_name else relu[0]

@@ -194,6 +194,14 @@ def test_swap_sequential_cnn_reports_skips():
     assert swap_conv2d(model) == actions[1:3], "a second swap only re-reports what it cannot swap"
 
 
+def test_swap_leaves_conv2d_subclasses_alone():
+    model = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Conv2d(1, 2, 3)), nn.ReLU())
+    assert swap_conv2d(model) == [
+        "0: kept ParametrizedConv2d(1, 2, kernel_size=(3, 3), stride=(1, 1)) (a subclass of nn.Conv2d: its forward may differ)"
+    ]
+    assert isinstance(model[1], nn.ReLU)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels-last"])
