@@ -2,4 +2,5 @@ import sys
 
 from bench.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # also imported, not run, by the fork server's children
+    sys.exit(main())

@@ -72,18 +72,70 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _spec(args):
+    from bench.runner import MatrixSpec
+
+    return MatrixSpec(workloads=args.workloads, backends=args.backends, modes=args.modes,
+                      batch_sizes=args.batch_sizes, iters=args.iters, max_warmup=args.max_warmup,
+                      max_warmup_s=args.max_warmup_s, timeout_s=args.timeout, check=not args.no_check,
+                      threads=args.threads, imports=tuple(args.imports))
+
+
 def cmd_run(args) -> int:
-    from bench.runner import MatrixSpec, run_matrix
+    from bench.runner import parse_shard, run_matrix
     from bench.tables import print_table, record_row
 
-    spec = MatrixSpec(workloads=args.workloads, backends=args.backends, modes=args.modes,
-                      batch_sizes=args.batch_sizes, iters=args.iters)
+    spec = _spec(args)
     spec.validate()
+    shard = parse_shard(args.shard) if args.shard else None
     out = _writable(args.out)
-    records = run_matrix(spec, out, on_record=lambda r: print(
-        f"{r['workload']} {r['backend']} {r['mode']} bs={r['batch_size']}: {r['status']}", file=sys.stderr))
+    records = run_matrix(spec, out, resume=args.resume, shard=shard, isolation=args.isolation,
+                         time_budget_s=args.time_budget, on_record=lambda r: print(
+                             f"{r['workload']} {r['backend']} {r['mode']} bs={r['batch_size']}: {r['status']}"
+                             + (f" ({r['error'].splitlines()[0][:120]})" if r["error"] else ""), file=sys.stderr))
     print_table([record_row(r) for r in records],
                 ["workload", "backend", "mode", "batch", "status", "samples/s", "median ms", "cv", "peak mem MB"])
+    print(f"{len(records)} records appended to {out}")
+    if args.report:
+        from bench.report import write_report
+
+        print(f"report written to {write_report([out], _writable(args.report))}")
+    return 0 if all(r["status"] in ("ok", "skipped") for r in records) else 1
+
+
+def cmd_report(args) -> int:
+    from bench.report import write_report
+
+    missing = [path for path in args.results if not os.path.isfile(path)]
+    if missing:
+        raise RefbenchError(f"no result file {missing[0]}; give the JSONL that `refbench run --out` wrote")
+    out = _writable(args.out or os.path.splitext(args.results[0])[0] + ".md")
+    print(f"report written to {write_report(args.results, out)}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from bench.validate import print_validation, validate
+
+    out = _writable(args.out) if args.out else None
+    result = validate(workloads=args.workloads, device=args.device, batch_size=args.batch_size,
+                      repeats=args.repeats, iters=args.iters, threads=args.threads, out=out)
+    print_validation(result)
+    return 0 if result["agrees"] else 1
+
+
+def cmd_kernels(args) -> int:
+    from bench.kernel_runs import run_kernel_sweep
+    from bench.tables import print_table
+
+    out = _writable(args.out)
+    records = run_kernel_sweep(args.kernel, device=args.device, quick=args.quick, out=out, dtypes=args.dtypes,
+                               log=lambda line: print(line, file=sys.stderr))
+    rows = [{"kernel": r["workload"], "backend": r["backend"], "status": r["status"],
+             "case": " ".join(f"{k}={v}" for k, v in r["variant"].items() if not isinstance(v, dict)),
+             **{k: r["metrics"].get(k) for k in ("time_ms", "gbps", "tflops", "max_abs_err")}}
+            for r in records]
+    print_table(rows, ["kernel", "case", "backend", "status", "time_ms", "gbps", "tflops", "max_abs_err"])
     print(f"{len(records)} records appended to {out}")
     return 0 if all(r["status"] in ("ok", "skipped") for r in records) else 1
 
@@ -115,14 +167,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("run", help="measure throughput and latency of a matrix of cells")
-    p.add_argument("--workloads", type=_csv, required=True, help="comma-separated names")
-    p.add_argument("--backends", type=_csv, default=["cpu"])
+    p = sub.add_parser("run", help="measure throughput, latency, memory and correctness of a matrix of cells")
+    p.add_argument("--workloads", type=_csv, required=True, help="names or shell patterns ('lenet*'), or all")
+    p.add_argument("--backends", type=_csv, default=["cpu"], help="e.g. cpu,cpu+compile,cuda+amp-bf16")
     p.add_argument("--modes", type=_csv, default=["train", "infer"])
     p.add_argument("--batch-sizes", type=_int_csv, default=[128])
     p.add_argument("--iters", type=int, default=20, help="timed iterations per cell")
+    p.add_argument("--max-warmup", type=int, default=50, help="most warm-up steps before timing")
+    p.add_argument("--max-warmup-s", type=float, default=30.0, help="most warm-up seconds before timing")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds a cell may take before it is killed")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds for the whole run; cells not started by then are recorded as timeout")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per cell (default: torch's)")
+    p.add_argument("--no-check", action="store_true", help="skip the fp64 correctness check")
+    p.add_argument("--resume", action="store_true", help="skip cells already finished in --out")
+    p.add_argument("--shard", default=None, help="i/n: run every n-th cell from the i-th (1-based)")
+    p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"],
+                   help="how each cell gets its own process (inline: none, for debugging)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (it may register more workloads); repeatable")
     p.add_argument("--out", default="results.jsonl", help="JSONL file the records are appended to")
+    p.add_argument("--report", default=None, help="also write the Markdown report of --out here")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="write the Markdown report of result files")
+    p.add_argument("results", nargs="+", help="JSONL files from refbench run")
+    p.add_argument("--out", default=None, help="Markdown file (default: the first result file with .md)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("validate", help="check refbench's timings against torch.utils.benchmark; harness overhead")
+    p.add_argument("--workloads", type=_csv, default=["mlp", "lenet5"])
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=5, help="isolated runs of one cell, for the run-to-run CV")
+    p.add_argument("--iters", type=int, default=50, help="timed iterations per measurement")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default=None, help="JSON file for the figures")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("kernels", help="sweep a Triton kernel against torch and torch.compile")
+    p.add_argument("kernel", choices=["softmax", "conv2d"])
+    p.add_argument("--quick", action="store_true", help="a few representative shapes")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dtypes", type=_csv, default=None, help="softmax dtypes (default: fp32,fp16,bf16 on GPU)")
+    p.add_argument("--out", default="kernels.jsonl")
+    p.set_defaults(func=cmd_kernels)
 
     p = sub.add_parser("converge", help="train workloads to an accuracy target on real data")
     p.add_argument("--workloads", type=_csv, required=True)

@@ -3,7 +3,7 @@
 CUDA work is timed with CUDA events around each step, CPU work with
 ``perf_counter_ns``. Warm-up runs until the step time is steady (the
 coefficient of variation of the last few steps under a threshold) or a cap is
-hit; the first step's latency is kept separately because it includes lazy
+hit; the caller times the first step separately because it includes lazy
 initialisation, cuDNN autotuning or compilation.
 """
 from __future__ import annotations
@@ -57,34 +57,39 @@ class StepTimer:
 
     def __init__(self, device: torch.device | str):
         self.cuda = torch.device(device).type == "cuda"
+        self.output: object = None   # what the last timed step returned
 
     def __call__(self, step: Callable[[], object]) -> float:
         if self.cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            step()
+            self.output = step()
             end.record()
             end.synchronize()
             return start.elapsed_time(end)
         begin = time.perf_counter_ns()
-        step()
+        self.output = step()
         return (time.perf_counter_ns() - begin) / 1e6
 
 
 @dataclass
 class TimingResult:
     measurement: Measurement
-    first_step_ms: float
     warmup_steps: int
+    warmup_s: float
     steady: bool          # False when warm-up hit its cap before the time settled
+    last_output: object   # what the last timed step returned (checked for NaN)
 
 
 def measure(step: Callable[[], object], device, *, iters: int = 20, min_warmup: int = 3,
             max_warmup: int = 50, window: int = 5, steady_cv: float = 0.05,
             max_warmup_s: float = 30.0) -> TimingResult:
-    """Warm up until steady, then time ``iters`` steps."""
+    """Warm up until steady (the last ``window`` steps within ``steady_cv``, or a cap), then time ``iters`` steps.
+
+    The caller runs and times the first step itself (``StepTimer``): it
+    includes compilation, autotuning and lazy initialisation.
+    """
     timer = StepTimer(device)
-    first = timer(step)
     warm: list[float] = []
     started = time.perf_counter()
     steady = False
@@ -93,5 +98,6 @@ def measure(step: Callable[[], object], device, *, iters: int = 20, min_warmup: 
         if len(warm) >= max(min_warmup, window) and Measurement(warm[-window:]).cv <= steady_cv:
             steady = True
             break
+    warmup_s = time.perf_counter() - started
     samples = Measurement([timer(step) for _ in range(iters)])
-    return TimingResult(samples, first, len(warm), steady)
+    return TimingResult(samples, len(warm), warmup_s, steady, timer.output)

@@ -1,0 +1,160 @@
+"""Correctness of a cell against an fp64 CPU reference on the same weights and inputs.
+
+Before a cell is timed, its first step's outputs (the loss and every
+parameter's gradient in train mode, the outputs in infer mode) are compared
+with the same step run in float64 on the CPU from a copy of the same weights
+and the same batch. A whole network accumulates rounding, so each tensor is
+judged by its relative RMS error, ``||x - ref|| / ||ref||``, the measure the
+dynamo benchmark runner's accuracy check uses, against one tolerance per
+arithmetic precision (``TOLERANCES``). NaN or Inf anywhere fails the cell.
+
+Randomness inside a step cannot be reproduced across devices and dtypes:
+dropout modules are switched off for the checked step (``dropout_off``), and
+a step that still draws random numbers (noise inside a GAN step, functional
+dropout) is detected by running the reference twice with different seeds;
+such a cell is checked only for NaN/Inf and says so.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten, tree_map
+
+# Relative RMS error allowed per precision. fp32 is tight (a whole network in
+# fp32 lands within ~1e-6 of fp64); TF32 and 16-bit formats lose 10-13
+# mantissa bits per matmul, int8 quantizes every Linear layer's inputs.
+TOLERANCES = {
+    "fp64": 1e-9,
+    "fp32": 1e-4,
+    "tf32": 1e-2,
+    "fp16": 1e-2,
+    "bf16": 5e-2,
+    "int8": 1e-1,
+}
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+CHECK_SEED = 1234
+
+
+@dataclass
+class Check:
+    """The verdict on one step: ``ok`` unless a tensor is non-finite or off by more than ``tolerance``."""
+
+    precision: str
+    tolerance: float
+    compared: bool = True                 # False: only NaN/Inf was checked (random step)
+    worst: str | None = None              # name of the tensor with the largest relative error
+    max_rel_err: float = 0.0
+    max_abs_err: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def metrics(self) -> dict[str, Any]:
+        return {"precision": self.precision, "tolerance": self.tolerance, "compared": self.compared,
+                "max_rel_err": self.max_rel_err, "max_abs_err": self.max_abs_err, "worst": self.worst}
+
+
+def tolerance(precision: str) -> float:
+    try:
+        return TOLERANCES[precision]
+    except KeyError:
+        raise ValueError(f"no tolerance for precision {precision!r}; known: {', '.join(TOLERANCES)}") from None
+
+
+def compare(actual: dict[str, torch.Tensor], reference: dict[str, torch.Tensor] | None, precision: str) -> Check:
+    """Compare named tensors with their fp64 reference (None: check only that they are finite)."""
+    check = Check(precision, tolerance(precision), compared=reference is not None)
+    for name, value in actual.items():
+        value = value.detach().to("cpu", torch.float64) if value.is_floating_point() else value.detach().cpu()
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            check.problems.append(f"NaN/Inf in {name}")
+            continue
+        if reference is None:
+            continue
+        expected = reference.get(name)
+        if expected is None or expected.shape != value.shape:
+            check.problems.append(f"{name}: no reference of the same shape")
+            continue
+        if not value.is_floating_point():
+            if not torch.equal(value, expected):
+                check.problems.append(f"{name}: integer outputs differ from the reference")
+            continue
+        diff = value - expected
+        abs_err = diff.abs().max().item() if diff.numel() else 0.0
+        norm = expected.norm().item()
+        rel_err = diff.norm().item() / norm if norm > 0 else diff.norm().item()
+        check.max_abs_err = max(check.max_abs_err, abs_err)
+        if rel_err >= check.max_rel_err:
+            check.max_rel_err, check.worst = rel_err, name
+        if rel_err > check.tolerance:
+            check.problems.append(f"{name}: relative error {rel_err:.2e} > {check.tolerance:.0e} ({precision})")
+    return check
+
+
+def step_tensors(output: Any, model: nn.Module | None) -> dict[str, torch.Tensor]:
+    """What a step produced, by name: its outputs and, when ``model`` is given, its parameters' gradients."""
+    leaves, _ = tree_flatten(output)
+    tensors = {f"output[{i}]": t for i, t in enumerate(leaves) if isinstance(t, torch.Tensor)}
+    if model is not None:
+        tensors.update({f"grad:{name}": p.grad for name, p in model.named_parameters() if p.grad is not None})
+    return tensors
+
+
+def fp64_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A CPU float64 copy of a state dict (integer buffers keep their dtype)."""
+    return {k: v.detach().to("cpu", torch.float64 if v.is_floating_point() else v.dtype).clone()
+            for k, v in state.items()}
+
+
+@contextlib.contextmanager
+def dropout_off(model: nn.Module) -> Iterator[None]:
+    """Put dropout modules (and attention's internal dropout) in eval mode for one step."""
+    switched = [m for m in model.modules() if isinstance(m, (*_DROPOUT, nn.MultiheadAttention)) and m.training]
+    for m in switched:
+        m.train(False)
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.train(True)
+
+
+@contextlib.contextmanager
+def _fp64_default() -> Iterator[None]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def reference_step(build: Callable[[], nn.Module], state: dict[str, torch.Tensor], batch: Any,
+                   run: Callable[[nn.Module, Any], Any], *, train: bool) -> dict[str, torch.Tensor] | None:
+    """The fp64 CPU reference of one step, or None when the step is random (module docstring).
+
+    ``build`` makes a fresh model of the cell's variant, ``state`` is the
+    cell's weights as ``fp64_copy`` made them, ``run(model, batch)`` is the step.
+    """
+    cpu_batch = tree_map(lambda t: t.detach().to("cpu", torch.float64 if t.is_floating_point() else t.dtype)
+                         .contiguous() if isinstance(t, torch.Tensor) else t, batch)
+    results = []
+    for seed in (CHECK_SEED, CHECK_SEED + 1):
+        with _fp64_default():
+            model = build().to(torch.float64)
+            model.load_state_dict(state)
+            model.train(train)
+            torch.manual_seed(seed)
+            with dropout_off(model):
+                output = run(model, cpu_batch)
+        results.append({k: v.detach().clone() for k, v in step_tensors(output, model if train else None).items()})
+    first, second = results
+    if first.keys() != second.keys() or any(not torch.equal(first[k], second[k]) for k in first):
+        return None
+    return first

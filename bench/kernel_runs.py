@@ -1,0 +1,61 @@
+"""``refbench kernels softmax|conv2d``: run a kernel sweep and append its records to a file.
+
+The conv2d sweep takes its layers from the document models that have
+convolutions (``CONV_MODELS``), found through the registry; a model not
+registered (yet) is left out and named in the log.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+
+from bench.environment import collect_env
+from bench.results import ResultWriter, new_run_id
+from reference_models import RefbenchError, get_model, list_models
+
+KERNELS = ("softmax", "conv2d")
+CONV_MODELS = ("lenet5", "cnn_small", "convnet3", "vgg16_cifar", "resnet18_cifar")
+GPU_DTYPES = ("float32", "float16", "bfloat16")
+CPU_NOTE = ("on CPU the Triton kernels run in the interpreter: this proves the sweep end to end, "
+            "and its timings mean nothing")
+
+
+def conv_layers(names=CONV_MODELS, log: Callable[[str], None] = print) -> list[dict]:
+    """The Conv2d layers of the registered models among ``names``, each named ``model.module``."""
+    from bench.kernel_conv2d import conv_layers_of
+
+    registered = set(list_models())
+    layers = []
+    for name in names:
+        if name not in registered:
+            log(f"{name} is not registered; its layers are left out")
+            continue
+        workload = get_model(name)
+        layers += conv_layers_of(workload.make(), workload.input_shape, name)
+    return layers
+
+
+def run_kernel_sweep(kernel: str, *, device: str | None = None, quick: bool = False, out: str | os.PathLike,
+                     dtypes=None, log: Callable[[str], None] = print) -> list[dict]:
+    if kernel not in KERNELS:
+        raise RefbenchError(f"unknown kernel {kernel!r}; choose from {', '.join(KERNELS)}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise RefbenchError("--device cuda asked for, but this machine has no CUDA device")
+    if torch.device(device).type == "cpu":
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernel modules import triton
+        log(f"note: {CPU_NOTE}")
+    run_id, env = new_run_id(), collect_env()
+    with ResultWriter(out) as writer:
+        if kernel == "softmax":
+            from bench.kernel_softmax import run_sweep
+
+            default = GPU_DTYPES if torch.device(device).type == "cuda" else ("float32",)
+            return run_sweep(device=device, dtypes=list(dtypes or default), quick=quick, run_id=run_id, env=env,
+                             on_record=writer.append)
+        from bench.kernel_conv2d import run_sweep
+
+        return run_sweep(device=device, layers=conv_layers(log=log), quick=quick, run_id=run_id, env=env,
+                         on_record=writer.append)

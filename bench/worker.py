@@ -1,0 +1,85 @@
+"""The child side of one isolated cell: measure it, write one result, never raise.
+
+``python -m bench.worker SPEC.json RESULT.json`` (or ``run_child`` in a
+process forked from the runner's fork server, which has torch and the
+workloads imported already) reads a ``CellSpec``, measures the cell and
+writes its outcome as JSON. Every failure the child can still see becomes
+an outcome: a CUDA out-of-memory is ``oom``, any other exception ``error``
+with the tail of its traceback. What it cannot see (a crash, a hang, a
+kill) the parent turns into ``error`` or ``timeout`` from the exit status
+and this process's stderr (bench.runner).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict
+
+import torch
+
+from bench.cell import CellSpec, Outcome, measure_cell
+from reference_models import RefbenchError
+
+ERROR_TAIL_CHARS = 2000
+
+
+def error_tail(text: str, limit: int = ERROR_TAIL_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def execute(spec: CellSpec) -> Outcome:
+    """Measure ``spec`` in this process, mapping every exception to an outcome."""
+    try:
+        for module in spec.imports:
+            importlib.import_module(module)
+        return measure_cell(spec)
+    except torch.cuda.OutOfMemoryError as exc:
+        return Outcome("oom", dict(spec.variant), error=error_tail(str(exc)))
+    except RefbenchError as exc:
+        return Outcome("error", dict(spec.variant), error=str(exc))
+    except Exception:  # the cell's own failure, reported with its traceback
+        return Outcome("error", dict(spec.variant), error=error_tail(traceback.format_exc()))
+
+
+def run_child(spec_data: dict, result_path: str, log_path: str | None = None,
+              launched_at: float | None = None) -> None:
+    """Entry point in the child: own process group (so a timeout kills its helpers too), output to ``log_path``.
+
+    ``launched_at`` (the parent's ``time.time()`` before it started this
+    process) gives ``startup_s``: process start and imports, the harness's
+    own overhead before the cell begins.
+    """
+    entered = time.time()
+    os.setsid()
+    if log_path:
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+    outcome = execute(CellSpec.from_dict(spec_data))
+    phases = outcome.metrics.get("phases_s")
+    if phases is not None and launched_at is not None:
+        outcome.metrics["phases_s"] = {"startup_s": entered - launched_at, **phases}
+    tmp = result_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(asdict(outcome), f, default=str)
+    os.replace(tmp, result_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) not in (2, 3):
+        print("usage: python -m bench.worker SPEC.json RESULT.json [LAUNCHED_AT]", file=sys.stderr)
+        return 2
+    with open(argv[0], encoding="utf-8") as f:
+        spec = json.load(f)
+    run_child(spec, argv[1], launched_at=float(argv[2]) if len(argv) == 3 else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
