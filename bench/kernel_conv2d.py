@@ -17,6 +17,7 @@ sweep end to end, and its timings mean nothing.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from typing import Callable, Sequence
@@ -119,38 +120,46 @@ def run_sweep(
     for precision in precisions:
         dtype, channels_last, tf32 = PRECISIONS[precision]
         with _precision_flags(device, tf32):
-            peak_tflops = matmul_peak_tflops(device, dtype)
-            for layer in layers:
-                for batch_size in batch_sizes:
-                    for direction in directions:
-                        cell = dict(batch_size=batch_size,
-                                    variant={"precision": precision, "direction": direction, "layer": layer})
-                        try:
-                            problem = _Problem(layer, batch_size, dtype, channels_last, device)
-                            expected = problem.reference(direction)
-                        except Exception as exc:  # noqa: BLE001 - the cell's failure is its record
-                            for backend in BACKENDS:
-                                emit(layer, backend=backend, **cell, **_failure(exc))
-                            continue
-                        roofline_ms = 1e3 * max(problem.flops / (peak_tflops * 1e12),
-                                                problem.bytes / (copy_gbps * 1e9))
-                        for backend in BACKENDS:
-                            if backend == "compile-max-autotune" and not on_gpu(device):
-                                emit(layer, backend=backend, **cell, status="skipped",
-                                     error="torch.compile is timed on GPU only; on CPU its build would dominate")
-                                continue
-                            try:
-                                metrics = _measure(problem.kernel(backend, direction), expected, device)
-                            except Exception as exc:  # noqa: BLE001
-                                emit(layer, backend=backend, **cell, **_failure(exc))
-                                continue
-                            metrics.update(
-                                tflops=problem.flops / (metrics["time_ms"] * 1e-3) / 1e12,
-                                roofline_ms=roofline_ms, roofline_fraction=roofline_ms / metrics["time_ms"],
-                                matmul_peak_tflops=peak_tflops, copy_gbps=copy_gbps,
-                            )
-                            emit(layer, backend=backend, **cell, status="ok", metrics=metrics)
+            peaks = {"matmul_peak_tflops": matmul_peak_tflops(device, dtype), "copy_gbps": copy_gbps}
+            for layer, batch_size in itertools.product(layers, batch_sizes):
+                try:
+                    problem = _Problem(layer, batch_size, dtype, channels_last, device)
+                except Exception as exc:  # noqa: BLE001 - the cell's failure is its record
+                    problem, failure = None, _failure(exc)
+                for direction in directions:
+                    variant = {"precision": precision, "direction": direction, "layer": layer}
+                    cells = _cells(problem, direction, device, peaks) if problem else _each_backend(failure)
+                    for backend, fields in cells:
+                        emit(layer, backend=backend, batch_size=batch_size, variant=variant, **fields)
     return records
+
+
+def _each_backend(failure: dict):
+    return ((backend, failure) for backend in BACKENDS)
+
+
+def _cells(problem: "_Problem", direction: str, device, peaks: dict):
+    """(backend, record fields) for one direction of one problem."""
+    try:
+        expected = problem.reference(direction)
+    except Exception as exc:  # noqa: BLE001
+        yield from _each_backend(_failure(exc))
+        return
+    roofline_ms = 1e3 * max(problem.flops / (peaks["matmul_peak_tflops"] * 1e12),
+                            problem.bytes / (peaks["copy_gbps"] * 1e9))
+    for backend in BACKENDS:
+        if backend == "compile-max-autotune" and not on_gpu(device):
+            yield backend, {"status": "skipped",
+                            "error": "torch.compile is timed on GPU only; on CPU its build would dominate"}
+            continue
+        try:
+            metrics = _measure(problem.kernel(backend, direction), expected, device)
+        except Exception as exc:  # noqa: BLE001
+            yield backend, _failure(exc)
+            continue
+        metrics.update(peaks, tflops=problem.flops / (metrics["time_ms"] * 1e-3) / 1e12,
+                       roofline_ms=roofline_ms, roofline_fraction=roofline_ms / metrics["time_ms"])
+        yield backend, {"status": "ok", "metrics": metrics}
 
 
 class _Problem:

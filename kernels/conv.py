@@ -288,7 +288,7 @@ def _geometry(stride, padding, dilation, kernel_hw) -> _Geometry:
     else:
         padding = _pair(padding)
         if isinstance(padding[0], str) or min(padding) < 0:
-            raise ValueError(f"kernels.conv2d: padding must be 'valid', 'same' or non-negative ints, got {padding}")
+            raise ValueError(f"kernels.conv2d: padding must be 'valid', 'same' or ints >= 0, got {padding}")
     return _Geometry(stride, tuple(padding), dilation)
 
 

@@ -65,6 +65,12 @@ def test_failing_cell_becomes_error_record(monkeypatch):
     assert by_backend["cudnn"]["status"] == "ok"
 
 
+def test_layer_the_sweep_cannot_build_becomes_error_records():
+    records = _sweep([{**LENET_CONV1, "groups": 2}], directions=("fwd", "grad_weight"))
+    assert len(records) == 2 * 3 and all(r["status"] == "error" for r in records)
+    assert "groups=2" in records[0]["error"]
+
+
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="unknown precision"):
         _sweep([LENET_CONV1], precisions=("fp8",))
