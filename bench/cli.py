@@ -25,10 +25,13 @@ def _int_csv(text: str) -> list[int]:
 
 
 def _writable(path: str) -> str:
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path) or not os.path.isdir(directory) or not os.access(directory, os.W_OK) or (
-            os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise RefbenchError(f"cannot write results to {path}: choose a writable file path with --out")
+    """``path`` if this process can append to it (creating it when absent), else a RefbenchError."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError:
+        raise RefbenchError(f"cannot write results to {path}: choose a writable file path with --out") from None
     return path
 
 

@@ -55,7 +55,8 @@ def run_child(spec_data: dict, result_path: str, log_path: str | None = None,
     own overhead before the cell begins.
     """
     entered = time.time()
-    os.setsid()
+    if os.getpgid(0) != os.getpid():  # started by `python -m bench.worker` it leads its group already
+        os.setsid()
     if log_path:
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)

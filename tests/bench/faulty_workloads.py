@@ -1,0 +1,78 @@
+"""Workloads that exist only for the harness's tests: one tiny and healthy, the others broken on purpose.
+
+Importing this module registers them; the runner's children import it too
+(``MatrixSpec(imports=...)``), so nothing outside the tests sees them.
+"""
+import os
+import time
+
+import torch
+from torch import nn
+
+from reference_models import Recipe, Workload, register_model
+
+
+class _Tiny(Workload):
+    source = "refbench tests"
+    input_shape = (8,)
+    num_classes = 4
+    recipes = {"fast": Recipe(optimizer="adam", lr=1e-3)}
+
+    def build(self) -> nn.Module:
+        return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+@register_model
+class TinyWorkload(_Tiny):
+    name = "test_tiny"
+
+
+@register_model
+class CrashWorkload(_Tiny):
+    """Dies without a word: what a segfault in a kernel looks like to the runner."""
+
+    name = "test_crash"
+
+    def forward(self, model, batch):
+        print("about to crash", flush=True)
+        os.abort()
+
+
+@register_model
+class HangWorkload(_Tiny):
+    name = "test_hang"
+
+    def forward(self, model, batch):
+        time.sleep(3600)
+
+
+@register_model
+class NanWorkload(_Tiny):
+    name = "test_nan"
+
+    def forward(self, model, batch):
+        return model(batch[0]) * float("nan")
+
+
+@register_model
+class OomWorkload(_Tiny):
+    name = "test_oom"
+
+    def forward(self, model, batch):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+
+@register_model
+class DropoutWorkload(_Tiny):
+    """Functional dropout that dropout_off cannot reach: the step is random."""
+
+    name = "test_random"
+
+    def forward(self, model, batch):
+        return torch.nn.functional.dropout(model(batch[0]), 0.5, training=True)
+
+
+@register_model
+class SearchWorkload(_Tiny):
+    name = "test_search"
+    task = "hpo"

@@ -1,0 +1,47 @@
+"""User errors are one line on stderr and exit status 2."""
+import os
+
+import pytest
+
+from bench.cli import main
+
+RUN = ["run", "--workloads", "mlp", "--modes", "infer", "--batch-sizes", "2", "--iters", "1", "--isolation", "inline"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--workloads", "lenet6"], "unknown workload 'lenet6'; did you mean lenet5?"),
+    (["run", "--workloads", "mlp", "--backends", "gpu"], "unknown backend 'gpu'"),
+    (["run", "--workloads", "mlp", "--modes", "fly"], "unknown mode fly"),
+    (["run", "--workloads", "mlp", "--batch-sizes", "0"], "batch sizes must be positive"),
+    (["run", "--workloads", "mlp", "--iters", "0"], "--iters must be at least 1"),
+    (["run", "--workloads", "mlp", "--shard", "3/2"], "--shard 3/2"),
+    (["run", "--workloads", "mlp", "--out", "/proc/refbench.jsonl"], "cannot write results to /proc/refbench.jsonl"),
+    (["run", "--workloads", "mlp", "--import", "no_such_module_here"], "cannot import 'no_such_module_here'"),
+    (["report", "/nonexistent/r.jsonl"], "no result file /nonexistent/r.jsonl"),
+    (["validate", "--device", "tpu"], "--device must be cpu or cuda"),
+])
+def test_user_errors_exit_2_with_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("refbench: error: ") and message in err and "\n" not in err
+
+
+def test_an_out_path_that_is_a_directory_is_refused(tmp_path, capsys):
+    assert main([*RUN, "--out", str(tmp_path)]) == 2
+    assert "choose a writable file path" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["kernels", "gelu"], ["run"], ["run", "--workloads", "mlp", "--batch-sizes", "x"]])
+def test_malformed_arguments_exit_2(argv):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+
+
+def test_run_then_report(tmp_path, capsys):
+    out, report = tmp_path / "r.jsonl", tmp_path / "r.md"
+    assert main([*RUN, "--backends", "cpu,cuda", "--out", str(out), "--report", str(report)]) == 0
+    assert "2 records appended" in capsys.readouterr().out
+    text = report.read_text()
+    assert "| mlp |" in text and "no CUDA device on this machine" in text
+    assert main(["report", str(out)]) == 0 and os.path.exists(tmp_path / "r.md")
