@@ -62,7 +62,8 @@ def _prune(configs, named_args, **kwargs):
     """Drop tiles much wider than the problem or too big for shared memory."""
     args = {**named_args, **kwargs}
     width = max(16, triton.next_power_of_2(args["O"]))
-    depth = max(16, triton.next_power_of_2(args["I"] * args["R"] * args["S"]))
+    depth = args["I"] if args["CHANNEL_BLOCKS"] else args["I"] * args["R"] * args["S"]
+    depth = max(16, triton.next_power_of_2(depth))
     itemsize = args["x_ptr"].element_size()
 
     def fits(c):
@@ -74,9 +75,24 @@ def _prune(configs, named_args, **kwargs):
     return kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] * c.kwargs["BLOCK_K"])]
 
 
+@triton.jit
+def _tap(hi, wi, H, W, UP_H: tl.constexpr, UP_W: tl.constexpr):
+    """The source row and column of taps at (hi, wi) before the / UP, and whether
+    each exists: inside the image and, for UP > 1, on the stride grid."""
+    ok = (hi >= 0) & (wi >= 0)
+    if UP_H > 1:
+        ok &= hi % UP_H == 0
+        hi = hi // UP_H
+    if UP_W > 1:
+        ok &= wi % UP_W == 0
+        wi = wi // UP_W
+    return hi, wi, ok & (hi < H) & (wi < W)
+
+
 @triton.autotune(
     configs=_configs(),
-    key=["B", "I", "H", "W", "O", "U", "V", "R", "S", "UP_H", "UP_W", "CHANNEL_INNER", "SPLIT_K"],
+    # The problem's shape; sxi (the channel stride) tells NCHW from channels-last.
+    key=["B", "I", "H", "W", "O", "U", "V", "R", "S", "sxi", "UP_H", "UP_W", "CHANNEL_BLOCKS", "SPLIT_K"],
     prune_configs_by={"early_config_prune": _prune},
 )
 @triton.jit
@@ -87,12 +103,11 @@ def _conv_gemm_kernel(
     sxb, sxi, sxh, sxw,
     swo, swi, swr, sws,
     syb, syo, syu, syv, sy_split,
-    UP_H: tl.constexpr, UP_W: tl.constexpr, CHANNEL_INNER: tl.constexpr,
+    UP_H: tl.constexpr, UP_W: tl.constexpr, CHANNEL_BLOCKS: tl.constexpr,
     HAS_BIAS: tl.constexpr, RELU: tl.constexpr, SPLIT_K: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     M = B * U * V
-    K = I * R * S
     # Grouped tile order (as in the Triton matmul tutorial) for L2 reuse of w.
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -102,6 +117,7 @@ def _conv_gemm_kernel(
     group_size = tl.minimum(num_pid_m - first_m, GROUP_M)
     pid_m = first_m + (pid % group) % group_size
     pid_n = (pid % group) // group_size
+    split = tl.program_id(1)
 
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -113,46 +129,52 @@ def _conv_gemm_kernel(
     w_base = v * str_w - pad_w
     row_ok = rm < M
     col_ok = rn < O
-
-    k_per_split = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
-    k_lo = tl.program_id(1) * k_per_split
-    k_hi = tl.minimum(k_lo + k_per_split, K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(k_lo, k_hi, BLOCK_K):
-        rk = k0 + tl.arange(0, BLOCK_K)
-        # Reduction order: channels fastest when they are contiguous (channels-last),
-        # else kernel columns fastest (contiguous along the image rows).
-        if CHANNEL_INNER:
-            i = rk % I
-            rs = rk // I
-        else:
-            i = rk // (R * S)
-            rs = rk % (R * S)
-        r = rs // S
-        s = rs % S
-        k_ok = rk < k_hi
-        hi = h_base[:, None] + (r * dil_h)[None, :]
-        wi = w_base[:, None] + (s * dil_w)[None, :]
-        tap = row_ok[:, None] & k_ok[None, :]
-        if UP_H > 1:
-            tap &= hi % UP_H == 0
-            hi = hi // UP_H
-        if UP_W > 1:
-            tap &= wi % UP_W == 0
-            wi = wi // UP_W
-        tap &= (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
-        a = tl.load(x_ptr + x_row[:, None] + (i.to(tl.int64) * sxi)[None, :] + hi * sxh + wi * sxw,
-                    mask=tap, other=0.0)
-        w_off = i.to(tl.int64) * swi + r * swr + s * sws
-        bt = tl.load(w_ptr + w_off[:, None] + (rn * swo)[None, :],
-                     mask=k_ok[:, None] & col_ok[None, :], other=0.0)
-        acc = tl.dot(a, bt, acc=acc, input_precision=PRECISION)
+
+    if CHANNEL_BLOCKS:
+        # Taps (r, s) outer, blocks of channels inner (Inductor's order): the tap
+        # arithmetic is per row, and channels-last loads are contiguous.
+        tl.static_assert(SPLIT_K == 1, "split-K runs the flat reduction")
+        for rs in range(0, R * S):
+            r = rs // S
+            s = rs % S
+            hi, wi, tap = _tap(h_base + r * dil_h, w_base + s * dil_w, H, W, UP_H, UP_W)
+            x_tap = x_row + hi * sxh + wi * sxw
+            for c0 in range(0, I, BLOCK_K):
+                c = c0 + tl.arange(0, BLOCK_K)
+                c_ok = c < I
+                a = tl.load(x_ptr + x_tap[:, None] + (c.to(tl.int64) * sxi)[None, :],
+                            mask=(row_ok & tap)[:, None] & c_ok[None, :], other=0.0)
+                bt = tl.load(w_ptr + (c.to(tl.int64) * swi + r * swr + s * sws)[:, None] + (rn * swo)[None, :],
+                             mask=c_ok[:, None] & col_ok[None, :], other=0.0)
+                acc = tl.dot(a, bt, acc=acc, input_precision=PRECISION)
+    else:
+        # One flat reduction index over (i, r, s): no work lost to padding the
+        # channels up to a block when there are few (C = 1, 3, 6), and kernel
+        # columns fastest, which follows the image rows in NCHW.
+        K = I * R * S
+        k_per_split = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
+        k_lo = split * k_per_split
+        k_hi = tl.minimum(k_lo + k_per_split, K)
+        for k0 in range(k_lo, k_hi, BLOCK_K):
+            rk = k0 + tl.arange(0, BLOCK_K)
+            k_ok = rk < k_hi
+            i = (rk // (R * S)).to(tl.int64)
+            r = (rk // S) % R
+            s = rk % S
+            hi, wi, tap = _tap(h_base[:, None] + (r * dil_h)[None, :], w_base[:, None] + (s * dil_w)[None, :],
+                               H, W, UP_H, UP_W)
+            a = tl.load(x_ptr + x_row[:, None] + (i * sxi)[None, :] + hi * sxh + wi * sxw,
+                        mask=tap & row_ok[:, None] & k_ok[None, :], other=0.0)
+            bt = tl.load(w_ptr + (i * swi + r * swr + s * sws)[:, None] + (rn * swo)[None, :],
+                         mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+            acc = tl.dot(a, bt, acc=acc, input_precision=PRECISION)
 
     if HAS_BIAS:
         acc += tl.load(bias_ptr + rn, mask=col_ok, other=0.0).to(tl.float32)[None, :]
     if RELU:
         acc = tl.maximum(acc, 0.0)
-    y_off = tl.program_id(1) * sy_split + (b.to(tl.int64) * syb + u * syu + v * syv)[:, None] + (rn * syo)[None, :]
+    y_off = split * sy_split + (b.to(tl.int64) * syb + u * syu + v * syv)[:, None] + (rn * syo)[None, :]
     tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
 
@@ -164,11 +186,13 @@ def _precision(dtype: torch.dtype, device: torch.device) -> str:
 
 
 def _launch(x, w, y, bias, *, out_hw, kernel_hw, step, pad, dil, up=(1, 1), relu=False, split_k=1,
-            precision: str) -> None:
+            flat=False, precision: str) -> None:
     """Run the generalised correlation (module docstring) on 4-D views x, w, y.
 
     ``x`` is (B, I, H, W), ``w`` is (O, I, R, S), ``y`` is (B, O, U, V) or, for
-    split-K partial sums, (SPLIT_K, B, O, U, V).
+    split-K partial sums, (SPLIT_K, B, O, U, V). Blocks of channels fill the
+    reduction from 16 channels up, unless ``flat`` asks for the flat reduction
+    (the weight gradient, whose "channels" are the strided batch, and split-K).
     """
     B, I, H, W = x.shape
     O = w.shape[0]
@@ -181,7 +205,7 @@ def _launch(x, w, y, bias, *, out_hw, kernel_hw, step, pad, dil, up=(1, 1), relu
         B, I, H, W, O, U, V, R, S,
         step[0], step[1], pad[0], pad[1], dil[0], dil[1],
         *x.stride(), *w.stride(), *y_strides,
-        UP_H=up[0], UP_W=up[1], CHANNEL_INNER=x.stride(1) < x.stride(3),
+        UP_H=up[0], UP_W=up[1], CHANNEL_BLOCKS=not flat and I >= 16,
         HAS_BIAS=bias is not None, RELU=relu, SPLIT_K=split_k, PRECISION=precision,
     )
 
@@ -230,7 +254,7 @@ def _weight_grad(dy, x, weight_shape, g: _Geometry, split_k: int | None = None) 
         split_k = _split_k(triton.cdiv(rows, 64) * triton.cdiv(K, 64), reduction, dy.device)
     partial = torch.empty((split_k, K, C, R, S), dtype=torch.float32, device=dy.device)
     _launch(x.transpose(0, 1), dy.transpose(0, 1), partial.transpose(1, 2), None, out_hw=(R, S),
-            kernel_hw=dy.shape[2:], step=g.dilation, pad=g.padding, dil=g.stride, split_k=split_k,
+            kernel_hw=dy.shape[2:], step=g.dilation, pad=g.padding, dil=g.stride, split_k=split_k, flat=True,
             precision=_precision(dy.dtype, dy.device))
     return partial.sum(0).to(dy.dtype)
 

@@ -21,9 +21,9 @@ TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}  # relati
 
 CASES = {  # N, C, H, W, K, kernel, stride, padding, dilation, bias, relu
     "lenet-conv1-batch1": (1, 1, 9, 9, 6, 5, 1, 2, 1, True, True),
-    "stride2-odd": (2, 3, 11, 10, 5, 3, 2, 1, 1, False, True),
+    "stride2-odd": (2, 3, 11, 10, 17, 3, 2, 1, 1, False, True),
     "dilated": (2, 6, 8, 7, 16, 3, 1, 2, 2, True, False),
-    "pointwise-odd-channels": (3, 20, 7, 9, 33, 1, 1, 0, 1, True, True),  # 2 x 2 tiles
+    "pointwise-odd-channels": (3, 70, 7, 9, 33, 1, 1, 0, 1, True, True),  # 2 x 2 tiles, 2 channel blocks
     "asymmetric": (1, 5, 10, 8, 7, (3, 2), (2, 1), (1, 0), (1, 2), True, False),
     "channels-over-block": (2, 40, 6, 6, 24, 3, 1, "same", 1, False, False),
     "same-even-kernel": (1, 3, 7, 6, 4, 4, 1, "same", 1, True, True),
