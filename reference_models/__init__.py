@@ -11,6 +11,8 @@ from reference_models._workload import Recipe, Target, Workload, count_parameter
 
 # Workload modules register themselves on import.
 from reference_models import mlp, lenet  # noqa: E402,F401  isort: skip
+from reference_models import transformer, attention, tagger, sentiment, hpo  # noqa: E402,F401  isort: skip
+from reference_models import cnn, vgg, resnet, rnn, gan  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "RefbenchError", "Recipe", "Target", "Workload", "count_parameters",

@@ -1,0 +1,134 @@
+import pytest
+import torch
+import torchvision
+
+from bench.convergence import converge
+from reference_models import RefbenchError, count_parameters, get_model, vgg
+from tests.reference_models import workload_checks as checks
+
+CLASSIFIER_32 = 512 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 10 + 10   # flatten of 512x1x1
+BATCH_NORM = 2 * (2 * 64 + 2 * 128 + 3 * 256 + 6 * 512)                   # weight and bias per channel
+
+
+def meta_parameters(build) -> int:
+    """Parameters of the module ``build()`` makes, counted on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        return count_parameters(build())
+
+
+@pytest.mark.parametrize("document_bugs", [False, True])
+def test_vgg16_cifar_parameter_count(document_bugs):
+    features = meta_parameters(lambda: torchvision.models.vgg16_bn().features)
+    assert features == meta_parameters(lambda: torchvision.models.vgg16().features) + BATCH_NORM
+    model = meta_parameters(lambda: get_model("vgg16_cifar").make(document_bugs=document_bugs))
+    assert model == features + CLASSIFIER_32 == 33_646_666
+
+
+def test_quick_width_scales_every_layer():
+    """Width 16: channels 16..128 and a 1024-unit classifier, about 1/16 of the parameters."""
+    model = get_model("vgg16_cifar").make(width=16)
+    convs = [m.out_channels for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [16, 16, 32, 32, 64, 64, 64, 128, 128, 128, 128, 128, 128]
+    assert model.classifier[1].in_features == 128 and model.classifier[1].out_features == 1024
+
+
+def test_vgg16_cifar_flattens_512_features_of_a_32x32_image():
+    model = get_model("vgg16_cifar").make().eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert model.features(x).shape == (2, 512, 1, 1)
+    assert model(x).shape == (2, 10)
+
+
+def test_document_bugs_variant_outputs_probabilities():
+    workload = get_model("vgg16_cifar")
+    batch = workload.example_batch(3)
+    buggy = workload.eval_step(workload.make(document_bugs=True).eval(), batch)
+    fixed = workload.eval_step(workload.make().eval(), batch)
+    assert torch.allclose(buggy.sum(1), torch.ones(3)) and (buggy >= 0).all()
+    assert not torch.allclose(fixed.sum(1), torch.ones(3))
+    assert any("25088" in note for note in workload.notes) and any("softmax" in note for note in workload.notes)
+
+
+def test_vgg16_cifar_training_steps_lower_the_loss():
+    checks.assert_steps_lower_the_loss(get_model("vgg16_cifar"), batch_size=8)
+
+
+def test_vgg16_cifar_same_seed_same_losses():
+    checks.assert_same_seed_same_losses(get_model("vgg16_cifar"), {"document_bugs": True, "width": 16}, batch_size=4)
+
+
+@pytest.mark.parametrize("name", ["vgg16_cifar", "vgg16_transfer"])
+def test_documented(name):
+    checks.assert_documented(get_model(name))
+
+
+@pytest.fixture(scope="module")
+def transfer_model():
+    torch.manual_seed(0)
+    return get_model("vgg16_transfer").make()
+
+
+def test_vgg16_transfer_parameters_are_torchvisions_with_a_10_class_head(transfer_model):
+    assert count_parameters(transfer_model) == meta_parameters(lambda: torchvision.models.vgg16(num_classes=10))
+    frozen = meta_parameters(lambda: torchvision.models.vgg16().features)
+    assert count_parameters(transfer_model, trainable_only=True) == count_parameters(transfer_model) - frozen
+    assert not any(p.requires_grad for p in transfer_model.backbone.features.parameters())
+
+
+def test_vgg16_transfer_says_where_its_weights_came_from(transfer_model):
+    found = vgg.pretrained_vgg16_file()
+    assert transfer_model.weights == (f"ImageNet ({found})" if found else "random init (no ImageNet VGG16 weights on disk)")
+    assert any("weights" in note for note in get_model("vgg16_transfer").notes)
+
+
+def test_vgg16_transfer_trains_only_its_classifier(transfer_model):
+    workload = get_model("vgg16_transfer")
+    batch = workload.example_batch(4)
+    features_before = [p.clone() for p in transfer_model.backbone.features.parameters()]
+    head_before = transfer_model.backbone.classifier[-1].weight.clone()
+    transfer_model.eval()
+    loss_before = workload.loss(transfer_model, batch).item()
+    transfer_model.train()
+    checks.train(workload, transfer_model, batch, steps=2, recipe="document")
+    transfer_model.eval()
+    assert workload.loss(transfer_model, batch).item() < loss_before
+    assert all(torch.equal(a, b) for a, b in zip(features_before, transfer_model.backbone.features.parameters()))
+    assert not torch.equal(head_before, transfer_model.backbone.classifier[-1].weight)
+    assert workload.eval_step(transfer_model, batch).shape == (4, 10)
+
+
+def test_weights_file_from_the_environment_is_loaded(tmp_path, monkeypatch):
+    """Whatever state dict the file holds ends up in the backbone, and the model names the file."""
+    path = tmp_path / "vgg16.pth"
+    path.touch()
+    monkeypatch.setenv(vgg.WEIGHTS_ENV, str(path))
+    with torch.device("meta"):
+        shapes = torchvision.models.vgg16().state_dict()
+    loaded = []
+    monkeypatch.setattr(torch, "load", lambda p, **kw: loaded.append(p) or
+                        {k: torch.full(v.shape, 0.5) for k, v in shapes.items()})
+    model = vgg.VGG16Transfer()
+    assert loaded == [path] and model.weights == f"ImageNet ({path})"
+    assert (model.backbone.features[0].weight == 0.5).all()
+    assert model.backbone.classifier[-1].out_features == 10
+
+
+def test_torchvision_cache_is_found_and_a_missing_env_file_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv(vgg.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert vgg.pretrained_vgg16_file() is None
+    cached = tmp_path / "checkpoints" / "vgg16-397923af.pth"
+    cached.parent.mkdir()
+    cached.touch()
+    assert vgg.pretrained_vgg16_file() == cached
+    monkeypatch.setenv(vgg.WEIGHTS_ENV, str(tmp_path / "missing.pth"))
+    with pytest.raises(RefbenchError, match="is not a file"):
+        vgg.pretrained_vgg16_file()
+
+
+@pytest.mark.convergence
+@pytest.mark.parametrize("name", ["vgg16_cifar", "vgg16_transfer"])
+def test_quick_target_on_synthetic_cifar(name):
+    result = converge(get_model(name), "quick")
+    assert result.dataset == "synthetic-cifar10"
+    assert result.reached

@@ -1,0 +1,38 @@
+"""Checks every workload of the documents must pass; the test files parametrise them per workload."""
+import torch
+
+from reference_models import Workload
+
+
+def train(workload: Workload, model, batch, steps: int, recipe: str = "fast") -> list[float]:
+    optimizer = workload.configure_optimizer(model, workload.recipe(recipe))
+    return [workload.train_step(model, batch, optimizer).item() for _ in range(steps)]
+
+
+def assert_steps_lower_the_loss(workload: Workload, variant=None, *, batch_size: int = 16, steps: int = 3):
+    model = workload.make(**(variant or {}))
+    batch = workload.example_batch(batch_size)
+    model.eval()  # no dropout, BatchNorm on running statistics: the same function before and after
+    before = workload.loss(model, batch).item()
+    model.train()
+    train(workload, model, batch, steps)
+    model.eval()
+    assert workload.loss(model, batch).item() < before
+
+
+def assert_same_seed_same_losses(workload: Workload, variant=None, *, batch_size: int = 8, steps: int = 2):
+    def run():
+        torch.manual_seed(123)
+        return train(workload, workload.make(**(variant or {})), workload.example_batch(batch_size), steps)
+
+    assert run() == run()
+
+
+def assert_documented(workload: Workload):
+    assert workload.source.startswith("document")
+    assert {"document", "fast"} <= set(workload.recipes)
+    assert {"quick", "full"} <= set(workload.targets)
+    assert workload.notes and all(isinstance(n, str) and n.endswith(".") for n in workload.notes)
+    for target in workload.targets.values():
+        workload.recipe(target.recipe)
+        workload.resolve_variant(**target.variant)
