@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -40,11 +41,12 @@ def _cpu_model() -> str:
 
 
 def _triton_version() -> str | None:
+    """Triton's version without importing it: an import now would fix its mode
+    before ``TRITON_INTERPRET`` can be set for a CPU kernel run."""
     try:
-        import triton
-    except ImportError:
+        return importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
         return None
-    return triton.__version__
 
 
 def _gpu() -> dict[str, Any]:
