@@ -27,7 +27,8 @@ from typing import Any
 import torch
 
 from bench import backends
-from bench.correctness import CHECK_SEED, compare, dropout_off, fp64_copy, reference_step, step_tensors
+from bench.correctness import (CHECK_SEED, compare, dropout_off, fp64_copy, reference_step, replay_step,
+                               step_tensors)
 from bench.flops import step_flops, throughput_metrics
 from bench.memory import MemoryProbe
 from bench.timing import StepTimer, measure
@@ -118,15 +119,20 @@ def _measure(spec: CellSpec, workload, backend: backends.Backend, variant: dict[
         first_ms = timer(step)
     clock.lap("first_step_s")
     live = step_tensors(timer.output, model if train else None)
-    reference = None
+    reference = eager = None
     if spec.check:
         def run(m, b):
             if train:
                 return workload.train_step(m, b, workload.configure_optimizer(m, workload.recipe("fast")))
             return workload.eval_step(m, b)
 
-        reference = reference_step(lambda: workload.make(**variant), state, batch, run, train=train)
-    check = compare(live, reference, backend.precision)
+        def build():
+            return workload.make(**variant)
+
+        reference = reference_step(build, state, batch, run, train=train)
+        if reference is not None:
+            eager = live if not backend.modifiers else _eager_fp32(build, state, batch, run, train, device)
+    check = compare(live, reference, backend.precision, eager)
     clock.lap("check_s")
     metrics: dict[str, Any] = {"first_step_ms": first_ms, **first_memory, "correctness": check.metrics(),
                                "max_abs_err": check.max_abs_err, "phases_s": phases}
@@ -164,6 +170,16 @@ def _measure(spec: CellSpec, workload, backend: backends.Backend, variant: dict[
     metrics.update(_extras(spec, workload, backend, variant, step, median_s, device))
     clock.lap("extras_s")
     return Outcome("ok", variant, "synthetic", None, metrics)
+
+
+def _eager_fp32(build, state, batch, run, train: bool, device) -> dict[str, torch.Tensor]:
+    """The checked step in plain eager fp32 (TF32 off) on the cell's device: the yardstick of rounding."""
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        return replay_step(build, state, batch, run, train=train, device=device, dtype=torch.float32)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
 
 def _optimizer(workload, model, backend: backends.Backend):

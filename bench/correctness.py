@@ -4,9 +4,20 @@ Before a cell is timed, its first step's outputs (the loss and every
 parameter's gradient in train mode, the outputs in infer mode) are compared
 with the same step run in float64 on the CPU from a copy of the same weights
 and the same batch. A whole network accumulates rounding, so each tensor is
-judged by its relative RMS error, ``||x - ref|| / ||ref||``, the measure the
-dynamo benchmark runner's accuracy check uses, against one tolerance per
-arithmetic precision (``TOLERANCES``). NaN or Inf anywhere fails the cell.
+judged by its relative RMS error, ``||x - ref|| / ||ref||``, against one
+tolerance per arithmetic precision (``TOLERANCES``). Two refinements keep
+well-conditioned answers from failing, as in the dynamo benchmark runner's
+accuracy check:
+
+- a tensor that is almost zero (the gradient of a bias in front of a
+  BatchNorm is zero in exact arithmetic) is measured against ``FLOOR`` times
+  the largest RMS among the step's tensors of its kind, not its own norm;
+- a tensor whose error is within ``EAGER_MULTIPLIER`` times the error of
+  plain eager fp32 on the same device (BatchNorm's backward at a small batch
+  amplifies rounding in every precision) passes: the backend is as right as
+  PyTorch itself there.
+
+NaN or Inf anywhere fails the cell.
 
 Randomness inside a step cannot be reproduced across devices and dtypes:
 dropout modules are switched off for the checked step (``dropout_off``), and
@@ -35,6 +46,8 @@ TOLERANCES = {
     "bf16": 5e-2,
     "int8": 1e-1,
 }
+FLOOR = 1e-3
+EAGER_MULTIPLIER = 3.0
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 CHECK_SEED = 1234
 
@@ -67,11 +80,29 @@ def tolerance(precision: str) -> float:
         raise ValueError(f"no tolerance for precision {precision!r}; known: {', '.join(TOLERANCES)}") from None
 
 
-def compare(actual: dict[str, torch.Tensor], reference: dict[str, torch.Tensor] | None, precision: str) -> Check:
-    """Compare named tensors with their fp64 reference (None: check only that they are finite)."""
+def _kind(name: str) -> str:
+    return "grad" if name.startswith("grad:") else "output"
+
+
+def _cpu64(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", torch.float64) if t.is_floating_point() else t.detach().cpu()
+
+
+def compare(actual: dict[str, torch.Tensor], reference: dict[str, torch.Tensor] | None, precision: str,
+            eager: dict[str, torch.Tensor] | None = None) -> Check:
+    """Compare named tensors with their fp64 reference (None: check only that they are finite).
+
+    ``eager`` holds the same tensors from plain eager fp32 on the cell's
+    device, whose own error sets the ``EAGER_MULTIPLIER`` allowance.
+    """
     check = Check(precision, tolerance(precision), compared=reference is not None)
+    scale: dict[str, float] = {}
+    for name, expected in (reference or {}).items():
+        if expected.is_floating_point() and expected.numel():
+            rms = expected.norm().item() / expected.numel() ** 0.5
+            scale[_kind(name)] = max(scale.get(_kind(name), 0.0), rms)
     for name, value in actual.items():
-        value = value.detach().to("cpu", torch.float64) if value.is_floating_point() else value.detach().cpu()
+        value = _cpu64(value)
         if value.is_floating_point() and not torch.isfinite(value).all():
             check.problems.append(f"NaN/Inf in {name}")
             continue
@@ -85,15 +116,19 @@ def compare(actual: dict[str, torch.Tensor], reference: dict[str, torch.Tensor] 
             if not torch.equal(value, expected):
                 check.problems.append(f"{name}: integer outputs differ from the reference")
             continue
-        diff = value - expected
-        abs_err = diff.abs().max().item() if diff.numel() else 0.0
-        norm = expected.norm().item()
-        rel_err = diff.norm().item() / norm if norm > 0 else diff.norm().item()
-        check.max_abs_err = max(check.max_abs_err, abs_err)
+        error = (value - expected).norm().item()
+        norm = max(expected.norm().item(), FLOOR * scale.get(_kind(name), 0.0) * value.numel() ** 0.5)
+        rel_err = error / norm if norm > 0 else error
+        check.max_abs_err = max(check.max_abs_err, (value - expected).abs().max().item() if value.numel() else 0.0)
         if rel_err >= check.max_rel_err:
             check.max_rel_err, check.worst = rel_err, name
-        if rel_err > check.tolerance:
-            check.problems.append(f"{name}: relative error {rel_err:.2e} > {check.tolerance:.0e} ({precision})")
+        if rel_err <= check.tolerance:
+            continue
+        if eager is not None and name in eager:
+            eager_error = (_cpu64(eager[name]) - expected).norm().item()
+            if error <= EAGER_MULTIPLIER * eager_error:
+                continue
+        check.problems.append(f"{name}: relative error {rel_err:.2e} > {check.tolerance:.0e} ({precision})")
     return check
 
 
@@ -126,35 +161,40 @@ def dropout_off(model: nn.Module) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _fp64_default() -> Iterator[None]:
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
     previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
+    torch.set_default_dtype(dtype)
     try:
         yield
     finally:
         torch.set_default_dtype(previous)
 
 
-def reference_step(build: Callable[[], nn.Module], state: dict[str, torch.Tensor], batch: Any,
-                   run: Callable[[nn.Module, Any], Any], *, train: bool) -> dict[str, torch.Tensor] | None:
-    """The fp64 CPU reference of one step, or None when the step is random (module docstring).
+def replay_step(build: Callable[[], nn.Module], state: dict[str, torch.Tensor], batch: Any,
+                run: Callable[[nn.Module, Any], Any], *, train: bool, device="cpu", dtype=torch.float64,
+                seed: int = CHECK_SEED) -> dict[str, torch.Tensor]:
+    """Run one step of a fresh model holding ``state``, in ``dtype`` on ``device``, dropout off.
 
     ``build`` makes a fresh model of the cell's variant, ``state`` is the
     cell's weights as ``fp64_copy`` made them, ``run(model, batch)`` is the step.
     """
-    cpu_batch = tree_map(lambda t: t.detach().to("cpu", torch.float64 if t.is_floating_point() else t.dtype)
-                         .contiguous() if isinstance(t, torch.Tensor) else t, batch)
-    results = []
-    for seed in (CHECK_SEED, CHECK_SEED + 1):
-        with _fp64_default():
-            model = build().to(torch.float64)
-            model.load_state_dict(state)
-            model.train(train)
-            torch.manual_seed(seed)
-            with dropout_off(model):
-                output = run(model, cpu_batch)
-        results.append({k: v.detach().clone() for k, v in step_tensors(output, model if train else None).items()})
-    first, second = results
+    batch = tree_map(lambda t: t.detach().to(device, dtype if t.is_floating_point() else t.dtype)
+                     .contiguous() if isinstance(t, torch.Tensor) else t, batch)
+    with _default_dtype(dtype):
+        model = build().to(device, dtype)
+        model.load_state_dict(state)
+        model.train(train)
+        torch.manual_seed(seed)
+        with dropout_off(model):
+            output = run(model, batch)
+    return {k: v.detach().clone() for k, v in step_tensors(output, model if train else None).items()}
+
+
+def reference_step(build: Callable[[], nn.Module], state: dict[str, torch.Tensor], batch: Any,
+                   run: Callable[[nn.Module, Any], Any], *, train: bool) -> dict[str, torch.Tensor] | None:
+    """The fp64 CPU reference of one step, or None when the step is random (module docstring)."""
+    first, second = (replay_step(build, state, batch, run, train=train, seed=seed)
+                     for seed in (CHECK_SEED, CHECK_SEED + 1))
     if first.keys() != second.keys() or any(not torch.equal(first[k], second[k]) for k in first):
         return None
     return first

@@ -52,3 +52,18 @@ def test_a_step_that_draws_random_numbers_has_no_reference():
     model = _model()
     noisy = lambda m, b: m(b[0] + torch.randn_like(b[0]))  # noqa: E731
     assert reference_step(_model, fp64_copy(model.state_dict()), (torch.randn(3, 4),), noisy, train=True) is None
+
+
+def test_a_tensor_that_is_zero_in_exact_arithmetic_is_judged_against_the_step_scale():
+    reference = {"grad:w": torch.ones(100, dtype=torch.float64), "grad:b": torch.full((10,), 1e-17, dtype=torch.float64)}
+    actual = {"grad:w": torch.ones(100), "grad:b": torch.full((10,), 1e-9)}   # rounding noise around zero
+    assert compare(actual, reference, "fp32").ok
+    actual["grad:b"] = torch.full((10,), 1e-2)                               # not noise any more
+    assert not compare(actual, reference, "fp32").ok
+
+
+def test_an_error_within_a_multiple_of_eager_fp32s_own_error_passes():
+    reference = {"output[0]": torch.ones(50, dtype=torch.float64)}
+    eager = {"output[0]": torch.full((50,), 1 + 1e-3)}                       # an ill-conditioned step
+    assert compare({"output[0]": torch.full((50,), 1 + 2e-3)}, reference, "fp32", eager).ok
+    assert not compare({"output[0]": torch.full((50,), 1 + 5e-3)}, reference, "fp32", eager).ok
