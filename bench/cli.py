@@ -128,11 +128,22 @@ def cmd_validate(args) -> int:
 
 
 def cmd_kernels(args) -> int:
+    import subprocess
+
+    import torch
+
     from bench.kernel_runs import run_kernel_sweep
     from bench.tables import print_table
 
     out = _writable(args.out)
-    records = run_kernel_sweep(args.kernel, device=args.device, quick=args.quick, out=out, dtypes=args.dtypes,
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.device(device).type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        # Triton picks the interpreter when it is imported, and the workloads' imports (torchvision)
+        # have imported it already: run the sweep in a fresh interpreter that has the switch set.
+        argv = [sys.executable, "-m", "bench", "kernels", args.kernel, "--device", device, "--out", out,
+                *(["--quick"] if args.quick else []), *(["--dtypes", ",".join(args.dtypes)] if args.dtypes else [])]
+        return subprocess.run(argv, env={**os.environ, "TRITON_INTERPRET": "1"}).returncode
+    records = run_kernel_sweep(args.kernel, device=device, quick=args.quick, out=out, dtypes=args.dtypes,
                                log=lambda line: print(line, file=sys.stderr))
     rows = [{"kernel": r["workload"], "backend": r["backend"], "status": r["status"],
              "case": " ".join(f"{k}={v}" for k, v in r["variant"].items() if not isinstance(v, dict)),
