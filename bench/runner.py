@@ -11,8 +11,8 @@ i-th (1-based), so n machines split a matrix without talking to each other.
 Children come from a fork server that has imported torch and the workloads
 once (``isolation="forkserver"``, the default): a fresh interpreter per cell
 (``"subprocess"``, ``python -m bench.worker``) costs seconds of imports per
-cell on a small CPU. The fork server never touches CUDA, so every child
-starts with its own CUDA context. ``"inline"`` measures in this process
+cell on a small CPU. The fork server never initialises CUDA, so every
+child starts with its own CUDA context. ``"inline"`` measures in this process
 (for debugging and for ``refbench validate``'s comparison).
 """
 from __future__ import annotations
@@ -213,6 +213,10 @@ class _Launcher:
     def __init__(self, isolation: str, timeout_s: float):
         self.isolation, self.timeout_s = isolation, timeout_s
         if isolation == "forkserver":
+            # The fork server inherits this environment when it starts. Asking NVML, not the CUDA
+            # driver, whether there is a GPU (bench/__init__ asks) keeps the server free of CUDA
+            # state, which a forked child could not use.
+            os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
             self.context = multiprocessing.get_context("forkserver")
             self.context.set_forkserver_preload(["bench.worker"])
 
