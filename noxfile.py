@@ -34,7 +34,7 @@ def tests(session: nox.Session) -> None:
 # finish within 10 minutes on 2 cores (cells still waiting when the budget is used up are recorded
 # as timeout and listed in the report). Extra arguments go to `refbench run`, e.g. `-- --threads 1`.
 CPU_MATRIX = ["--workloads", "all", "--backends", "cpu,cpu+int8,cpu+compile", "--modes", "train,infer",
-              "--batch-sizes", "32", "--iters", "10", "--max-warmup", "10", "--max-warmup-s", "3",
+              "--batch-sizes", "16", "--iters", "5", "--max-warmup", "5", "--max-warmup-s", "2",
               "--timeout", "300", "--time-budget", "540"]
 GPU_MATRIX = ["--workloads", "all", "--modes", "train,infer", "--batch-sizes", "128,512", "--backends",
               "cuda,tf32,amp-bf16,amp-fp16,compile,compile-max-autotune,cudagraphs,compile+cudagraphs,"

@@ -177,7 +177,7 @@ def _eager_fp32(build, state, batch, run, train: bool, device) -> dict[str, torc
     flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        return replay_step(build, state, batch, run, train=train, device=device, dtype=torch.float32)
+        return replay_step(build, state, batch, run, train=train, device=device, dtype=torch.float32)[0]
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
