@@ -16,6 +16,7 @@ same split, reported beside the accuracy.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +29,7 @@ from reference_models._registry import register_model
 from reference_models._workload import Recipe, Target, Workload
 from reference_models.data import chinese
 from reference_models.data._sequences import PAD, batches
-from reference_models.transformer import EncoderLayer
+from reference_models.transformer import ATTENTION, EncoderLayer
 
 ENCODERS = ("transformer", "bilstm")
 
@@ -42,6 +43,7 @@ class TaggerConfig:
     dropout: float = 0.1
     word_dropout: float = 0.1
     max_len: int = chinese.MAX_TOKENS
+    attention: str = "softmax"   # or "sdpa": F.scaled_dot_product_attention
 
 
 SIZES = {
@@ -78,8 +80,8 @@ class TransformerTagger(nn.Module):
         self.positions = nn.Embedding(c.max_len, c.d_model)
         self.norm = nn.LayerNorm(c.d_model)
         self.drop = nn.Dropout(c.dropout)
-        self.layers = nn.ModuleList(EncoderLayer(c.d_model, c.heads, c.d_ff, dropout=c.dropout)
-                                    for _ in range(c.layers))
+        self.layers = nn.ModuleList(
+            EncoderLayer(c.d_model, c.heads, c.d_ff, dropout=c.dropout, attention=c.attention) for _ in range(c.layers))
         self.final_norm = nn.LayerNorm(c.d_model)
         self.classifier = nn.Linear(c.d_model, len(chinese.TAGS))
 
@@ -117,7 +119,7 @@ class POSTaggerWorkload(Workload):
     dataset = chinese.PEOPLES_DAILY
     input_shape = (64,)
     num_classes = len(chinese.TAGS)
-    variants = {"encoder": ENCODERS, "size": tuple(SIZES)}
+    variants = {"encoder": ENCODERS, "size": tuple(SIZES), "attention": ATTENTION}   # attention: Transformer only
     recipes = {
         "document": Recipe(optimizer="adamw", lr=5e-5, batch_size=32, epochs=3, weight_decay=0.01),
         "fast": Recipe(optimizer="adam", lr=2e-3, batch_size=64, epochs=10),
@@ -144,9 +146,10 @@ class POSTaggerWorkload(Workload):
         "training from scratch, the 'fast' and 'full' recipes use larger learning rates.",
     )
 
-    def build(self, *, encoder: str, size: str) -> nn.Module:
-        config = SIZES[size]
-        return TransformerTagger(config) if encoder == "transformer" else BiLSTMTagger(config)
+    def build(self, *, encoder: str, size: str, attention: str) -> nn.Module:
+        if encoder == "bilstm":
+            return BiLSTMTagger(SIZES[size])
+        return TransformerTagger(dataclasses.replace(SIZES[size], attention=attention))
 
     def example_batch(self, batch_size: int, device="cpu", *, seed: int = 0):
         g = torch.Generator().manual_seed(seed)

@@ -49,3 +49,10 @@ def test_unknown_fitting_method_is_a_clear_error():
     workload = get_model("hpo_rf_wine")
     with pytest.raises(RefbenchError, match="fits with 'grid-search' or 'forest', not 'adam'"):
         workload.configure_optimizer(workload.make(), workload.recipes["document"].__class__(optimizer="adam"))
+
+
+@pytest.mark.convergence
+def test_the_documents_grid_search_reaches_its_quick_target():
+    result = converge(get_model("hpo_rf_wine"), "quick")
+    (point,) = result.curve
+    assert result.reached and point.metrics["cv_accuracy"] > 0.9

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from reference_models import get_model
@@ -34,3 +35,11 @@ def test_evaluate_on_the_real_split(real_data):
     assert split.dataset == "chinese-sentiment"
     accuracy = workload.evaluate(workload.make(), split)["accuracy"]
     assert 0.2 < accuracy < 0.8   # untrained: near chance on balanced labels
+
+
+@pytest.mark.convergence
+def test_quick_target_on_the_deduplicated_split(real_data):
+    from bench.convergence import converge
+
+    result = real_data(converge, get_model("sentiment"), "quick")
+    assert result.reached and result.dataset == "chinese-sentiment", f"best {result.best:.3f}"

@@ -27,6 +27,14 @@ def test_logits_per_token_and_padding_has_no_effect(encoder):
     assert torch.allclose(logits[1:, :2], short, atol=1e-5)
 
 
+def test_sdpa_variant_computes_the_same():
+    workload = get_model("pos_tagger")
+    eager, sdpa = workload.make().eval(), workload.make(attention="sdpa").eval()
+    sdpa.load_state_dict(eager.state_dict())
+    words, chars = sentences()
+    assert torch.allclose(eager(words, chars), sdpa(words, chars), atol=1e-5)
+
+
 def test_document_size_is_bert_base_shaped():
     with torch.device("meta"):
         model = get_model("pos_tagger").make(size="document")
@@ -92,3 +100,26 @@ def test_real_split_feeds_the_model(real_data):
     batch = next(workload.train_batches(split, 8, generator=torch.Generator().manual_seed(0)))
     loss = workload.loss(workload.make(encoder="bilstm"), batch)
     assert loss.item() == pytest.approx(torch.log(torch.tensor(44.0)).item(), rel=0.2)
+
+
+@pytest.mark.convergence
+def test_bilstm_learns_well_past_chance_within_a_minute(real_data):
+    """The CI check: the BiLSTM tagger at >= 80% token accuracy after 60 s of training.
+
+    The quick targets themselves (BiLSTM >= 93% in 90 s, Transformer >= 85% in
+    150 s) are the slow tests below.
+    """
+    from bench.convergence import converge
+
+    result = real_data(converge, get_model("pos_tagger"), "quick-bilstm", budget_s=60)
+    assert result.best >= 0.80 and result.curve[-1].metrics["baseline_accuracy"] == pytest.approx(0.916, abs=0.002)
+
+
+@pytest.mark.slow
+@pytest.mark.convergence
+@pytest.mark.parametrize("target", ["quick-bilstm", "quick"])
+def test_quick_targets(real_data, target):
+    from bench.convergence import converge
+
+    result = real_data(converge, get_model("pos_tagger"), target)
+    assert result.reached, f"best {result.best:.3f} after {result.train_s:.0f}s"

@@ -88,3 +88,13 @@ def test_overfits_a_tiny_batch(attention):
         workload.train_step(model, b, optimizer)
     model.eval()
     assert torch.equal(model.generate(b["src"], 11), b["tgt"][:, 1:])
+
+
+@pytest.mark.slow
+@pytest.mark.convergence
+def test_quick_target_on_held_out_reversals():
+    """>= 95% exact reversals within the quick target's budget (about 2 minutes on 2 CPU threads: not in CI)."""
+    from bench.convergence import converge
+
+    result = converge(get_model("transformer_seq2seq"), "quick")
+    assert result.reached and result.dataset == "synthetic-reverse", f"best {result.best:.3f}"
