@@ -50,6 +50,7 @@ class CellSpec:
     check: bool = True
     energy_s: float = 1.0
     threads: int | None = None       # CPU threads for torch (None: torch's default)
+    fresh_compile_cache: bool = False  # an empty Inductor/Triton cache, so compile_s is a cold compile
     imports: tuple[str, ...] = ()    # modules that register extra workloads (tests, plug-ins)
 
     def to_dict(self) -> dict[str, Any]:

@@ -81,7 +81,8 @@ def _spec(args):
     return MatrixSpec(workloads=args.workloads, backends=args.backends, modes=args.modes,
                       batch_sizes=args.batch_sizes, iters=args.iters, max_warmup=args.max_warmup,
                       max_warmup_s=args.max_warmup_s, timeout_s=args.timeout, check=not args.no_check,
-                      threads=args.threads, imports=tuple(args.imports))
+                      threads=args.threads, fresh_compile_cache=args.fresh_compile_cache,
+                      imports=tuple(args.imports))
 
 
 def cmd_run(args) -> int:
@@ -194,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds for the whole run; cells not started by then are recorded as timeout")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per cell (default: torch's)")
     p.add_argument("--no-check", action="store_true", help="skip the fp64 correctness check")
+    p.add_argument("--fresh-compile-cache", action="store_true",
+                   help="give each cell an empty Inductor/Triton cache, so compile_s is a cold compile")
     p.add_argument("--resume", action="store_true", help="skip cells already finished in --out")
     p.add_argument("--shard", default=None, help="i/n: run every n-th cell from the i-th (1-based)")
     p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"],

@@ -68,6 +68,7 @@ class MatrixSpec:
     check: bool = True
     energy_s: float = 1.0
     threads: int | None = None
+    fresh_compile_cache: bool = False
     imports: tuple[str, ...] = ()
 
     def workload_names(self) -> list[str]:
@@ -122,7 +123,7 @@ class MatrixSpec:
         return CellSpec(workload=cell.workload, backend=cell.backend, mode=cell.mode, batch_size=cell.batch_size,
                         variant=cell.variant, iters=self.iters, max_warmup=self.max_warmup,
                         max_warmup_s=self.max_warmup_s, check=self.check, energy_s=self.energy_s,
-                        threads=self.threads, imports=tuple(self.imports))
+                        threads=self.threads, fresh_compile_cache=self.fresh_compile_cache, imports=tuple(self.imports))
 
 
 def parse_shard(text: str) -> tuple[int, int]:

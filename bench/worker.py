@@ -11,10 +11,12 @@ and this process's stderr (bench.runner).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import asdict
@@ -37,13 +39,38 @@ def execute(spec: CellSpec) -> Outcome:
     try:
         for module in spec.imports:
             importlib.import_module(module)
-        return measure_cell(spec)
+        if not spec.fresh_compile_cache:
+            return _with_cache_note(measure_cell(spec), "shared")
+        with tempfile.TemporaryDirectory(prefix="refbench-inductor-") as cache, _environ(
+                TORCHINDUCTOR_CACHE_DIR=cache, TRITON_CACHE_DIR=os.path.join(cache, "triton")):
+            return _with_cache_note(measure_cell(spec), "fresh")
     except torch.cuda.OutOfMemoryError as exc:
         return Outcome("oom", dict(spec.variant), error=error_tail(str(exc)))
     except RefbenchError as exc:
         return Outcome("error", dict(spec.variant), error=str(exc))
     except Exception:  # the cell's own failure, reported with its traceback
         return Outcome("error", dict(spec.variant), error=error_tail(traceback.format_exc()))
+
+
+def _with_cache_note(outcome: Outcome, cache: str) -> Outcome:
+    """Say whether ``compile_s`` is a cold compile (fresh cache) or may have hit a warm one (shared)."""
+    if "compile_s" in outcome.metrics:
+        outcome.metrics["compile_cache"] = cache
+    return outcome
+
+
+@contextlib.contextmanager
+def _environ(**values: str):
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def run_child(spec_data: dict, result_path: str, log_path: str | None = None,
