@@ -53,7 +53,10 @@ class Attention(nn.Module):
         return queries @ keys.transpose(1, 2)
 
     def forward(self, queries, keys, mask):
-        """(context (batch, queries, hidden), weights (batch, queries, keys)); ``mask`` (batch, keys) is True on tokens."""
+        """(context (batch, queries, hidden), weights (batch, queries, keys)).
+
+        ``mask`` (batch, keys) is True on tokens, False on padding.
+        """
         weights = self.softmax(self.scores(queries, keys).masked_fill(~mask[:, None], float("-inf")))
         return weights @ keys, weights
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from reference_models._errors import RefbenchError
 from reference_models._registry import register_model
@@ -94,21 +93,35 @@ class TransformerTagger(nn.Module):
         return self.classifier(self.final_norm(x))
 
 
+def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each sequence of ``x`` (batch, length, ...) reversed over its first ``lengths`` steps; padding stays last."""
+    steps = torch.arange(x.shape[1], device=x.device)
+    index = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+    return x.gather(1, index.view(*index.shape, *[1] * (x.dim() - 2)).expand_as(x))
+
+
 class BiLSTMTagger(nn.Module):
+    """Two LSTMs, one reading each sentence forwards, one backwards, their states concatenated.
+
+    The backward LSTM reads each sentence reversed within its length, so
+    padding comes after the words in both directions and never reaches them
+    (as with packed sequences, which run twice as slowly on a CPU).
+    """
+
     def __init__(self, config: TaggerConfig):
         super().__init__()
-        self.features = WordFeatures(config.d_model, config.word_dropout)
-        self.lstm = nn.LSTM(config.d_model, config.d_model, batch_first=True, bidirectional=True)
+        d = config.d_model
+        self.features = WordFeatures(d, config.word_dropout)
+        self.forwards, self.backwards = nn.LSTM(d, d, batch_first=True), nn.LSTM(d, d, batch_first=True)
         self.drop = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(2 * config.d_model, len(chinese.TAGS))
+        self.classifier = nn.Linear(2 * d, len(chinese.TAGS))
 
     def forward(self, words, chars):
-        lengths = (words != PAD).sum(1).cpu()
-        packed = pack_padded_sequence(self.drop(self.features(words, chars)), lengths,
-                                      batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=words.shape[1])
-        return self.classifier(self.drop(out))
+        lengths = (words != PAD).sum(1)
+        x = self.drop(self.features(words, chars))
+        ahead, _ = self.forwards(x)
+        behind, _ = self.backwards(reverse_within(x, lengths))
+        return self.classifier(self.drop(torch.cat([ahead, reverse_within(behind, lengths)], dim=-1)))
 
 
 @register_model

@@ -33,7 +33,7 @@ IGNORE = -100            # tag of a padding position (cross-entropy's ignore_ind
 MAX_TOKENS = 128         # longer sentences are cut into consecutive pieces of at most this many words
 WORD_CHARS = 4           # characters kept per word for the character features
 MAX_REVIEW_CHARS = 200   # reviews are cut to their first 200 characters
-WORD_VOCAB, CHAR_VOCAB = 30_000, 6_000   # embedding rows: fixed, so a model is built before its data is read
+WORD_VOCAB, CHAR_VOCAB = 20_000, 6_000   # embedding rows: fixed, so a model is built before its data is read
 # The corpus's tag set (Peking University's scheme as it occurs in the January 1998 file).
 TAGS = ("Ag", "Bg", "Dg", "Mg", "Ng", "Rg", "Tg", "Vg", "Yg", "a", "ad", "an", "b", "c", "d", "e", "f", "h",
         "i", "j", "k", "l", "m", "n", "na", "nr", "ns", "nt", "nx", "nz", "o", "p", "q", "r", "s", "t", "u",
@@ -41,8 +41,8 @@ TAGS = ("Ag", "Bg", "Dg", "Mg", "Ng", "Rg", "Tg", "Vg", "Yg", "a", "ad", "an", "
 TAG_INDEX = {tag: i for i, tag in enumerate(TAGS)}
 TEST_FRACTION, SPLIT_SEED = 0.1, 0
 
-__all__ = ["PEOPLES_DAILY", "SENTIMENT", "TAGS", "WORD_VOCAB", "CHAR_VOCAB", "UNK", "IGNORE", "corpus_file", "read_tagged", "read_lines",
-           "peoples_daily", "sentiment_reviews", "sentiment"]
+__all__ = ["PEOPLES_DAILY", "SENTIMENT", "TAGS", "WORD_VOCAB", "CHAR_VOCAB", "UNK", "IGNORE",
+           "corpus_file", "read_tagged", "read_lines", "peoples_daily", "sentiment_reviews", "sentiment"]
 
 PEOPLES_DAILY = "peoples-daily-1998"
 SENTIMENT = "chinese-sentiment"

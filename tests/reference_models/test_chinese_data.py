@@ -1,9 +1,7 @@
-import random
-
 import pytest
 import torch
 
-from reference_models import RefbenchError, get_model
+from reference_models import RefbenchError
 from reference_models.data import chinese, describe_sources
 
 

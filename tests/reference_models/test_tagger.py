@@ -123,3 +123,13 @@ def test_quick_targets(real_data, target):
 
     result = real_data(converge, get_model("pos_tagger"), target)
     assert result.reached, f"best {result.best:.3f} after {result.train_s:.0f}s"
+
+
+def test_reverse_within_keeps_padding_last():
+    from reference_models.tagger import reverse_within
+
+    x = torch.tensor([[1, 2, 3, 4], [5, 6, 0, 0]])
+    lengths = torch.tensor([4, 2])
+    assert reverse_within(x, lengths).tolist() == [[4, 3, 2, 1], [6, 5, 0, 0]]
+    assert torch.equal(reverse_within(reverse_within(x, lengths), lengths), x)
+    assert reverse_within(x[..., None].float(), lengths).shape == (2, 4, 1)
