@@ -127,7 +127,10 @@ def test_torchvision_cache_is_found_and_a_missing_env_file_is_an_error(tmp_path,
 
 
 @pytest.mark.convergence
-@pytest.mark.parametrize("name", ["vgg16_cifar", "vgg16_transfer"])
+@pytest.mark.parametrize("name", [
+    "vgg16_cifar",
+    pytest.param("vgg16_transfer", marks=pytest.mark.slow),  # minutes on CPU: VGG16 at full width
+])
 def test_quick_target_on_synthetic_cifar(name):
     result = converge(get_model(name), "quick")
     assert result.dataset == "synthetic-cifar10"
