@@ -135,12 +135,13 @@ class POSTaggerWorkload(Workload):
     variants = {"encoder": ENCODERS, "size": tuple(SIZES), "attention": ATTENTION}   # attention: Transformer only
     recipes = {
         "document": Recipe(optimizer="adamw", lr=5e-5, batch_size=32, epochs=3, weight_decay=0.01),
-        "fast": Recipe(optimizer="adam", lr=2e-3, batch_size=64, epochs=10),
+        "fast": Recipe(optimizer="adam", lr=5e-3, batch_size=64, epochs=10),
+        "fast-bilstm": Recipe(optimizer="adam", lr=1e-2, batch_size=64, epochs=10),
         "full": Recipe(optimizer="adamw", lr=1e-4, batch_size=64, epochs=20, weight_decay=0.01),
     }
     targets = {
         "quick": Target("accuracy", 0.85, recipe="fast", max_epochs=3, budget_s=150, eval_every_steps=100),
-        "quick-bilstm": Target("accuracy", 0.93, recipe="fast", max_epochs=3, budget_s=90, eval_every_steps=100,
+        "quick-bilstm": Target("accuracy", 0.93, recipe="fast-bilstm", max_epochs=3, budget_s=90, eval_every_steps=100,
                                variant={"encoder": "bilstm"}),
         "full": Target("accuracy", 0.95, recipe="full", max_epochs=20, variant={"size": "document"}),
     }

@@ -103,33 +103,20 @@ def test_real_split_feeds_the_model(real_data):
 
 
 @pytest.mark.convergence
-def test_bilstm_learns_well_past_chance_within_a_minute(real_data):
-    """The CI check: the BiLSTM tagger at >= 80% token accuracy after 60 s of training.
-
-    The quick targets themselves (BiLSTM >= 93% in 90 s, Transformer >= 85% in
-    150 s) are the slow tests below.
-    """
+def test_bilstm_quick_target(real_data):
+    """BiLSTM >= 93% token accuracy within 90 s (65.6 s measured on one busy CPU thread), baseline beside it."""
     from bench.convergence import converge
 
-    result = real_data(converge, get_model("pos_tagger"), "quick-bilstm", budget_s=60)
-    assert result.best >= 0.80 and result.curve[-1].metrics["baseline_accuracy"] == pytest.approx(0.916, abs=0.002)
+    result = real_data(converge, get_model("pos_tagger"), "quick-bilstm")
+    assert result.reached, f"best {result.best:.3f} after {result.train_s:.0f}s"
+    assert result.curve[-1].metrics["baseline_accuracy"] == pytest.approx(0.916, abs=0.002)
 
 
 @pytest.mark.slow
 @pytest.mark.convergence
-@pytest.mark.parametrize("target", ["quick-bilstm", "quick"])
-def test_quick_targets(real_data, target):
+def test_transformer_quick_target(real_data):
+    """The BERT-style Transformer >= 85% within 150 s: not reached on a busy CPU yet, so not in CI."""
     from bench.convergence import converge
 
-    result = real_data(converge, get_model("pos_tagger"), target)
+    result = real_data(converge, get_model("pos_tagger"), "quick")
     assert result.reached, f"best {result.best:.3f} after {result.train_s:.0f}s"
-
-
-def test_reverse_within_keeps_padding_last():
-    from reference_models.tagger import reverse_within
-
-    x = torch.tensor([[1, 2, 3, 4], [5, 6, 0, 0]])
-    lengths = torch.tensor([4, 2])
-    assert reverse_within(x, lengths).tolist() == [[4, 3, 2, 1], [6, 5, 0, 0]]
-    assert torch.equal(reverse_within(reverse_within(x, lengths), lengths), x)
-    assert reverse_within(x[..., None].float(), lengths).shape == (2, 4, 1)
