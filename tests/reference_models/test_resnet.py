@@ -28,7 +28,7 @@ def test_projection_shortcut_only_where_the_shape_changes():
 
 
 def test_training_steps_lower_the_loss():
-    checks.assert_steps_lower_the_loss(get_model("resnet18_cifar"), batch_size=8)
+    checks.assert_steps_lower_the_loss(get_model("resnet18_cifar"), batch_size=4)
 
 
 def test_same_seed_same_losses():
