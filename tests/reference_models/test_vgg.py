@@ -50,7 +50,7 @@ def test_document_bugs_variant_outputs_probabilities():
 
 
 def test_vgg16_cifar_training_steps_lower_the_loss():
-    checks.assert_steps_lower_the_loss(get_model("vgg16_cifar"), batch_size=4)
+    checks.assert_steps_lower_the_loss(get_model("vgg16_cifar"), batch_size=8)
 
 
 def test_vgg16_cifar_same_seed_same_losses():
