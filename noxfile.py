@@ -37,8 +37,11 @@ def tests(session: nox.Session) -> None:
 # further. Extra arguments go to `refbench run`, e.g. `-- --threads 1`.
 CPU_MATRIX = ["--workloads", "all", "--backends", "cpu,cpu+int8,cpu+compile", "--modes", "train,infer",
               "--batch-sizes", "16", "--iters", "5", "--max-warmup", "5", "--max-warmup-s", "2",
-              "--timeout", "300", "--time-budget", "540"]
-GPU_MATRIX = ["--fresh-compile-cache", "--workloads", "all", "--modes", "train,infer", "--batch-sizes", "128,512", "--backends",
+              "--timeout", "120", "--time-budget", "450"]
+# The full GPU matrix takes hours (a cold max-autotune compile can take minutes per cell);
+# `-- --shard i/n` splits it over machines and `-- --resume` continues an interrupted run.
+GPU_MATRIX = ["--fresh-compile-cache", "--timeout", "1800", "--workloads", "all", "--modes", "train,infer",
+              "--batch-sizes", "128,512", "--backends",
               "cuda,tf32,amp-bf16,amp-fp16,compile,compile-max-autotune,cudagraphs,compile+cudagraphs,"
               "channels-last,sdpa,triton"]
 

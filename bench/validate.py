@@ -136,5 +136,5 @@ def print_validation(result: dict) -> None:
         phases = ", ".join(f"{k} {v:.3f}" for k, v in r["phases_s"].items())
         print(f"  {r['workload']:<16} {r['runs']} isolated runs: CV between runs {r['cv_between_runs']:.3f}, "
               f"within a run {r['cv_within_run']:.3f}; median phases (s): {phases}; wall per cell: first "
-              f"{r['first_run_wall_s']:.2f} s (starts the fork server), later "
-              f"{r['later_run_wall_s'] or float('nan'):.2f} s")
+              f"{r['first_run_wall_s']:.2f} s, later {r['later_run_wall_s'] or float('nan'):.2f} s "
+              f"(the validation's first cell also starts the fork server)")
