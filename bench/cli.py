@@ -164,6 +164,17 @@ def cmd_converge(args) -> int:
     return 0 if all(r.reached for r in results) else 1
 
 
+def cmd_sweep(args) -> int:
+    from bench.sweep import sweep
+
+    out = _writable(args.out) if args.out else None
+    for name in args.workloads:
+        best = sweep(name, budget_s=args.budget, n_trials=args.trials, device=args.device,
+                     data_dir=args.data_dir, out=out, target=args.target, seed=args.seed)
+        print(f"{name}: best recipe {best}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -239,6 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=None, help="recipe name (default: the target's)")
     p.add_argument("--out", default=None, help="JSONL file for the records")
     p.set_defaults(func=cmd_converge)
+
+    p = sub.add_parser("sweep", help="search a workload's training recipe with Optuna within a time budget")
+    p.add_argument("--workloads", type=_csv, required=True)
+    p.add_argument("--budget", type=float, required=True, help="seconds per workload")
+    p.add_argument("--trials", type=int, default=None, help="stop after this many trials")
+    p.add_argument("--target", default="quick", help="the target whose metric and data are searched on")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="JSONL file for one record per trial")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 
