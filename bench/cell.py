@@ -101,6 +101,7 @@ def _measure(spec: CellSpec, workload, backend: backends.Backend, variant: dict[
 
     torch.manual_seed(0)
     model = workload.make(**variant).to(device)
+    provenance = workload.provenance(model)
     model, notes = backend.transform_model(model)
     model.train(train)
     batch = backend.transform_batch(workload.example_batch(spec.batch_size, device))
@@ -139,6 +140,8 @@ def _measure(spec: CellSpec, workload, backend: backends.Backend, variant: dict[
                                "max_abs_err": check.max_abs_err, "phases_s": phases}
     if notes:
         metrics["backend_notes"] = notes
+    if provenance:
+        metrics["provenance"] = provenance
     if spec.check and reference is None:
         metrics["correctness"]["note"] = "the step draws random numbers: checked for NaN/Inf only"
     if backend.compiled:

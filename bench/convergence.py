@@ -38,6 +38,7 @@ class ConvergenceResult:
     epochs_to_target: float | None
     train_s: float
     curve: list[EvalPoint] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
         """The fields that go into a result record's ``metrics``."""
@@ -46,6 +47,7 @@ class ConvergenceResult:
             "reached": self.reached, "time_to_target_s": self.time_to_target_s,
             "epochs_to_target": self.epochs_to_target, "train_s": self.train_s,
             "recipe": self.recipe, "curve": [asdict(p) for p in self.curve],
+            **({"provenance": self.provenance} if self.provenance else {}),
         }
 
 
@@ -112,7 +114,7 @@ def converge(workload: Workload, target_name: str, *, device="cpu", data_dir=Non
         reached=reached_at is not None, best=best,
         time_to_target_s=reached_at.train_s if reached_at else None,
         epochs_to_target=reached_at.epoch if reached_at else None,
-        train_s=clock["train_s"], curve=curve,
+        train_s=clock["train_s"], curve=curve, provenance=workload.provenance(model),
     )
 
 
@@ -133,8 +135,9 @@ def converge_all(names: list[str], target: str, *, device="cpu", data_dir=None, 
                               recipe=recipe, on_eval=lambda p: log(
                                   f"  epoch {p.epoch:5.2f}  step {p.step:6d}  train {p.train_s:7.1f}s  "
                                   f"loss {p.train_loss:.4f}  " + "  ".join(f"{k} {v:.4f}" for k, v in p.metrics.items())))
-            verdict = (f"reached {result.metric} >= {result.threshold} in {result.time_to_target_s:.1f}s"
-                       if result.reached else f"MISSED {result.metric} >= {result.threshold} (best {result.best:.4f})")
+            goal = f"{result.metric} {'>=' if workload.targets[target].higher_is_better else '<='} {result.threshold}"
+            verdict = (f"reached {goal} in {result.time_to_target_s:.1f}s" if result.reached
+                       else f"MISSED {goal} (best {result.best:.4f})")
             log(f"{workload.name}: {verdict} on {result.dataset}")
             results.append(result)
             if writer:

@@ -90,6 +90,10 @@ class Workload:
         """``build`` after checking the variant; what the harness calls."""
         return self.build(**self.resolve_variant(**variant))
 
+    def provenance(self, model: nn.Module) -> dict[str, Any]:
+        """What a result record should say about how ``model`` was made (e.g. which weights)."""
+        return {}
+
     def recipe(self, name: str) -> Recipe:
         try:
             return self.recipes[name]

@@ -166,3 +166,6 @@ class VGG16TransferWorkload(CifarWorkload):
 
     def build(self, *, image_size: int) -> nn.Module:
         return VGG16Transfer(image_size=image_size)
+
+    def provenance(self, model: VGG16Transfer) -> dict[str, str]:
+        return {"weights": model.weights}

@@ -79,6 +79,7 @@ def test_vgg16_transfer_says_where_its_weights_came_from(transfer_model):
     found = vgg.pretrained_vgg16_file()
     assert transfer_model.weights == (f"ImageNet ({found})" if found else "random init (no ImageNet VGG16 weights on disk)")
     assert any("weights" in note for note in get_model("vgg16_transfer").notes)
+    assert get_model("vgg16_transfer").provenance(transfer_model) == {"weights": transfer_model.weights}
 
 
 def test_vgg16_transfer_trains_only_its_classifier(transfer_model):
