@@ -133,15 +133,8 @@ class Workload:
     def train_step(self, model: nn.Module, batch: Batch, optimizer, *,
                    scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
         """One optimisation step; returns the detached loss (no host sync)."""
-        optimizer.zero_grad(set_to_none=True)
         loss = self.loss(model, batch)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        backward_and_step(loss, optimizer, scaler)
         return loss.detach()
 
     # ----- training to a target -----
@@ -163,6 +156,19 @@ class Workload:
                 correct += (self.forward(model, batch).argmax(1) == batch[1]).sum().item()
         model.train(was_training)
         return {"accuracy": correct / len(split)}
+
+
+def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                      scaler: torch.amp.GradScaler | None = None) -> None:
+    """Clear the gradients, back-propagate ``loss`` and step, through ``scaler`` when given."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

@@ -22,7 +22,7 @@ from torch import nn
 from reference_models import data, fid
 from reference_models._errors import RefbenchError
 from reference_models._registry import register_model
-from reference_models._workload import Batch, Recipe, Target, Workload
+from reference_models._workload import Batch, Recipe, Target, Workload, backward_and_step
 
 NOISE_DIM = 100
 
@@ -91,17 +91,6 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
     return (norm - 1).square().mean()
 
 
-def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is None:
-        loss.backward()
-        optimizer.step()
-    else:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-
 class GANWorkload(Workload):
     task = "image-generation"
     dataset = "fashion-mnist"
@@ -162,11 +151,11 @@ class GANWorkload(Workload):
             fake = model.generator(z)
         scale = scaler.get_scale() if scaler is not None else 1.0
         critic_loss = self.critic_loss(model.critic, real, fake.detach(), scale)
-        _step(critic_loss, optimizer.critic, scaler)
+        backward_and_step(critic_loss, optimizer.critic, scaler)
         optimizer.steps += 1
         if generator_step:
             model.critic.requires_grad_(False)  # the generator's step needs no critic gradients
-            _step(self.generator_loss(model.critic, fake), optimizer.generator, scaler)
+            backward_and_step(self.generator_loss(model.critic, fake), optimizer.generator, scaler)
             model.critic.requires_grad_(True)
         return critic_loss.detach()
 
