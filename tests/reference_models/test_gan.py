@@ -193,7 +193,6 @@ def test_dcgan_distance_falls_within_a_few_hundred_cpu_steps(real_data):
 
 
 @pytest.mark.convergence
-@pytest.mark.slow
 def test_wgan_gp_distance_falls_within_a_few_hundred_cpu_steps(real_data):
-    """Below 60% of the untrained generator's FID-FMNIST (about 200 critic steps); too slow for CI's budget."""
+    """Below 60% of the untrained generator's FID-FMNIST (about 200 critic steps, 25 s on 2 idle cores)."""
     assert_distance_falls("wgan_gp", real_data)
