@@ -48,8 +48,6 @@ _CUDA_ONLY = {
 _EXCLUSIVE = (("amp-bf16", "amp-fp16"), ("compile", "compile-max-autotune"),
               ("int8", "amp-bf16"), ("int8", "amp-fp16"), ("int8", "compile"),
               ("int8", "compile-max-autotune"), ("int8", "channels-last"))
-# Tasks whose workloads have no train/infer step to time.
-UNTIMED_TASKS = {"hpo": "a hyper-parameter search has no single step to time; `refbench converge` measures it"}
 
 
 class SkipCell(Exception):
@@ -79,8 +77,8 @@ class Backend:
 
     def skip_reason(self, workload, mode: str, *, cuda_available: bool | None = None) -> str | None:
         """Why this backend cannot run ``workload`` in ``mode``, found without building anything; None if it may."""
-        if workload.task in UNTIMED_TASKS:
-            return UNTIMED_TASKS[workload.task]
+        if workload.untimed_reason:
+            return workload.untimed_reason
         if cuda_available is None:
             cuda_available = torch.cuda.is_available()
         if self.device == "cuda" and not cuda_available:
@@ -226,7 +224,3 @@ def resolve(name: str) -> Backend:
     if len(set(modifiers)) != len(modifiers):
         raise RefbenchError(f"backend {name!r} names a part twice")
     return Backend(name=name, device=device, modifiers=tuple(modifiers))
-
-
-def known_backends() -> list[str]:
-    return [*BASES, *MODIFIERS]

@@ -32,7 +32,7 @@ from bench.correctness import (CHECK_SEED, compare, dropout_off, fp64_copy, refe
 from bench.flops import step_flops, throughput_metrics
 from bench.memory import MemoryProbe
 from bench.timing import StepTimer, measure
-from reference_models import get_model
+from reference_models import get_workload
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def measure_cell(spec: CellSpec) -> Outcome:
     Exceptions other than SkipCell propagate: the worker maps them to
     ``error`` or ``oom``.
     """
-    workload = get_model(spec.workload)
+    workload = get_workload(spec.workload)
     backend = backends.resolve(spec.backend)
     variant = workload.resolve_variant(**spec.variant)
     reason = backend.skip_reason(workload, spec.mode)
@@ -125,7 +125,7 @@ def _measure(spec: CellSpec, workload, backend: backends.Backend, variant: dict[
     if spec.check:
         def run(m, b):
             if train:
-                return workload.train_step(m, b, workload.configure_optimizer(m, workload.recipe("fast")))
+                return workload.train_step(m, b, workload.configure_optimizer(m, workload.recipe(workload.throughput_recipe)))
             return workload.eval_step(m, b)
 
         def build():
@@ -187,7 +187,7 @@ def _eager_fp32(build, state, batch, run, train: bool, device) -> dict[str, torc
 
 
 def _optimizer(workload, model, backend: backends.Backend):
-    recipe = workload.recipe("fast")
+    recipe = workload.recipe(workload.throughput_recipe)
     if backend.capturable_optimizer:
         with contextlib.suppress(TypeError):  # optimizers without the option (SGD) are capturable as they are
             return workload.configure_optimizer(model, recipe, capturable=True)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from reference_models import RefbenchError, Target, Workload, get_model
+from reference_models import RefbenchError, Target, Workload, get_workload
 
 
 @dataclass
@@ -124,7 +124,7 @@ def converge_all(names: list[str], target: str, *, device="cpu", data_dir=None, 
     from bench.environment import collect_env
     from bench.results import ResultWriter, make_record, new_run_id
 
-    workloads = [get_model(name) for name in names]  # unknown names fail before any training
+    workloads = [get_workload(name) for name in names]  # unknown names fail before any training
     run_id, env = new_run_id(), collect_env()
     writer = ResultWriter(out) if out else None
     results = []

@@ -49,7 +49,7 @@ def step_flops(workload, variant: dict, batch_size: int, mode: str) -> int:
     counter = FlopCounterMode(display=False)
     if mode == "train":
         model.train()
-        optimizer = workload.configure_optimizer(model, workload.recipe("fast"))
+        optimizer = workload.configure_optimizer(model, workload.recipe(workload.throughput_recipe))
         with counter:
             workload.train_step(model, batch, optimizer)
     else:

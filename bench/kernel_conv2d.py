@@ -29,6 +29,7 @@ from torch.nn.modules.utils import _pair
 
 from bench.kernel_timing import copy_bandwidth_gbps, matmul_peak_tflops, on_gpu, time_ms
 from bench.results import make_record
+from reference_models import eval_mode
 
 BACKENDS = ("cudnn", "compile-max-autotune", "triton")
 PRECISIONS = {  # name: (dtype, channels-last, TF32 allowed)
@@ -65,12 +66,10 @@ def conv_layers_of(model: nn.Module, input_shape: Sequence[int], name_prefix: st
              for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     parameter = next(model.parameters())
     shape = tuple(input_shape) if len(input_shape) == 4 else (1, *input_shape)
-    training = model.training
     try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(shape, device=parameter.device, dtype=parameter.dtype))
+        with eval_mode(model), torch.no_grad():
+            model(torch.zeros(shape, device=parameter.device, dtype=parameter.dtype))
     finally:
-        model.train(training)
         for hook in hooks:
             hook.remove()
     return layers

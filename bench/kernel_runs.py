@@ -1,8 +1,7 @@
 """``refbench kernels softmax|conv2d``: run a kernel sweep and append its records to a file.
 
-The conv2d sweep takes its layers from the document models that have
-convolutions (``CONV_MODELS``), found through the registry; a model not
-registered (yet) is left out and named in the log.
+The conv2d sweep takes its layers from the registered workloads that declare
+``kernel_sweep_layers``.
 """
 from __future__ import annotations
 
@@ -13,27 +12,23 @@ import torch
 
 from bench.environment import collect_env
 from bench.results import ResultWriter, new_run_id
-from reference_models import RefbenchError, get_model, list_models
+from reference_models import RefbenchError, get_workload, list_models
 
 KERNELS = ("softmax", "conv2d")
-CONV_MODELS = ("lenet5", "cnn_small", "convnet3", "vgg16_cifar", "resnet18_cifar")
 GPU_DTYPES = ("float32", "float16", "bfloat16")
 CPU_NOTE = ("on CPU the Triton kernels run in the interpreter: this proves the sweep end to end, "
             "and its timings mean nothing")
 
 
-def conv_layers(names=CONV_MODELS, log: Callable[[str], None] = print) -> list[dict]:
-    """The Conv2d layers of the registered models among ``names``, each named ``model.module``."""
+def conv_layers() -> list[dict]:
+    """The Conv2d layers of every workload that declares ``kernel_sweep_layers``, each named ``workload.module``."""
     from bench.kernel_conv2d import conv_layers_of
 
-    registered = set(list_models())
     layers = []
-    for name in names:
-        if name not in registered:
-            log(f"{name} is not registered; its layers are left out")
-            continue
-        workload = get_model(name)
-        layers += conv_layers_of(workload.make(), workload.input_shape, name)
+    for name in list_models():
+        workload = get_workload(name)
+        if workload.kernel_sweep_layers:
+            layers += conv_layers_of(workload.make(), workload.input_shape, name)
     return layers
 
 
@@ -57,5 +52,5 @@ def run_kernel_sweep(kernel: str, *, device: str | None = None, quick: bool = Fa
                              on_record=writer.append)
         from bench.kernel_conv2d import run_sweep
 
-        return run_sweep(device=device, layers=conv_layers(log=log), quick=quick, run_id=run_id, env=env,
+        return run_sweep(device=device, layers=conv_layers(), quick=quick, run_id=run_id, env=env,
                          on_record=writer.append)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import torch
 
-from reference_models import count_parameters, get_model, list_models
+from reference_models import count_parameters, get_workload, list_models
 
 
 def workload_rows(pattern: str | None = None) -> list[dict]:
     rows = []
     for name in list_models(pattern):
-        workload = get_model(name)
+        workload = get_workload(name)
         with torch.device("meta"):  # shapes only: no memory, no initialisation cost
             parameters = count_parameters(workload.make())
         rows.append({

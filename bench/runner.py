@@ -34,7 +34,7 @@ from bench import backends
 from bench.cell import CellSpec, Outcome
 from bench.environment import collect_env
 from bench.results import ResultWriter, cell_key, make_record, new_run_id, read_results
-from reference_models import RefbenchError, get_model, list_models
+from reference_models import RefbenchError, get_workload, list_models
 
 MODES = ("train", "infer")
 ISOLATIONS = ("forkserver", "subprocess", "inline")
@@ -80,7 +80,7 @@ class MatrixSpec:
                 if not matched:
                     raise RefbenchError(f"no registered workload matches {item!r} (`refbench list` shows them)")
             else:
-                get_model(item)
+                get_workload(item)
                 matched = [item]
             names += [n for n in matched if n not in names]
         return names
@@ -157,7 +157,7 @@ def finished_keys(path: str | os.PathLike) -> set[tuple]:
 def _resolved_variant(workload: str, variant: dict[str, Any]) -> dict[str, Any]:
     """The variant with the workload's defaults filled in, as records carry it."""
     try:
-        return get_model(workload).resolve_variant(**variant)
+        return get_workload(workload).resolve_variant(**variant)
     except RefbenchError:
         return dict(variant)
 
@@ -201,7 +201,7 @@ def run_matrix(spec: MatrixSpec, out: str | os.PathLike, *, resume: bool = False
 
 def _static_skip(cell: Cell, spec: MatrixSpec) -> Outcome | None:
     """A skip decided without building anything costs no process."""
-    workload = get_model(cell.workload)
+    workload = get_workload(cell.workload)
     reason = backends.resolve(cell.backend).skip_reason(workload, cell.mode)
     if reason is None:
         return None

@@ -23,7 +23,7 @@ from typing import Callable
 from bench.convergence import EvalPoint, converge
 from bench.environment import collect_env
 from bench.results import ResultWriter, make_record, new_run_id
-from reference_models import Recipe, RefbenchError, get_model
+from reference_models import Recipe, RefbenchError, get_workload
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 BATCH_SIZES = (32, 64, 128, 256)
@@ -54,9 +54,11 @@ def sweep(workload_name: str, *, budget_s: float, n_trials: int | None = None, d
     """
     import optuna
 
-    workload = get_model(workload_name)
-    if workload.task == "hpo":
-        raise RefbenchError(f"{workload_name} is itself a hyper-parameter search; sweep a trained workload")
+    workload = get_workload(workload_name)
+    foreign = sorted({r.optimizer for r in workload.recipes.values()} - set(OPTIMIZERS))
+    if foreign:
+        raise RefbenchError(f"{workload_name} trains with {', '.join(foreign)}, not a torch optimizer the sweep "
+                            f"can choose ({', '.join(OPTIMIZERS)}); sweep a workload trained by gradient descent")
     if target not in workload.targets:
         raise RefbenchError(f"{workload_name} has no target {target!r}; targets: {', '.join(workload.targets)}")
     if budget_s <= 0 or (n_trials is not None and n_trials < 1):

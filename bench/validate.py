@@ -31,19 +31,19 @@ from torch.utils import benchmark
 from bench import backends
 from bench.runner import MatrixSpec, run_matrix
 from bench.timing import Measurement, StepTimer, measure
-from reference_models import RefbenchError, get_model
+from reference_models import RefbenchError, get_workload
 
 TOLERANCE = {"cuda": 0.03, "cpu": 0.05}
 
 
 def agreement(name: str, device: str, batch_size: int, *, iters: int = 50, rounds: int = 3) -> dict:
     """refbench's and torch.utils.benchmark's median of the same train step, in milliseconds."""
-    workload = get_model(name)
+    workload = get_workload(name)
     backends.resolve(device).configure()
     torch.manual_seed(0)
     model = workload.make().to(device).train()
     batch = workload.example_batch(batch_size, device)
-    optimizer = workload.configure_optimizer(model, workload.recipe("fast"))
+    optimizer = workload.configure_optimizer(model, workload.recipe(workload.throughput_recipe))
 
     def step():
         return workload.train_step(model, batch, optimizer)

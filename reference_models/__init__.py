@@ -1,13 +1,13 @@
 """The reference models: every model of the source documents as a registered Workload.
 
-    >>> from reference_models import get_model, list_models
+    >>> from reference_models import get_workload, list_models
     >>> list_models("lenet*")
     ['lenet5']
-    >>> model = get_model("lenet5").make(activation="tanh")
+    >>> model = get_workload("lenet5").make(activation="tanh")
 """
 from reference_models._errors import RefbenchError
-from reference_models._registry import get_model, list_models, register_model, unregister_model
-from reference_models._workload import Recipe, Target, Workload, count_parameters
+from reference_models._registry import get_model, get_workload, list_models, register_model, unregister_model
+from reference_models._workload import Recipe, Target, Workload, count_parameters, eval_mode
 
 # Workload modules register themselves on import.
 from reference_models import mlp, lenet  # noqa: E402,F401  isort: skip
@@ -15,6 +15,6 @@ from reference_models import transformer, attention, tagger, sentiment, hpo  # n
 from reference_models import cnn, vgg, resnet, rnn, gan  # noqa: E402,F401  isort: skip
 
 __all__ = [
-    "RefbenchError", "Recipe", "Target", "Workload", "count_parameters",
-    "get_model", "list_models", "register_model", "unregister_model",
+    "RefbenchError", "Recipe", "Target", "Workload", "count_parameters", "eval_mode",
+    "get_model", "get_workload", "list_models", "register_model", "unregister_model",
 ]

@@ -27,12 +27,20 @@ def unregister_model(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
-def get_model(name: str):
-    """Return a new instance of the workload registered as ``name``."""
+def get_workload(name: str):
+    """Return a new instance of the Workload registered as ``name``."""
     try:
         return _REGISTRY[name]()
     except KeyError:
         raise RefbenchError(_unknown_message(name)) from None
+
+
+def get_model(name: str):
+    """Deprecated alias of ``get_workload`` (it returns a Workload, not an ``nn.Module``); kept for one release."""
+    import warnings
+
+    warnings.warn("reference_models.get_model is renamed get_workload", DeprecationWarning, stacklevel=2)
+    return get_workload(name)
 
 
 def list_models(include: str | Iterable[str] | None = None,

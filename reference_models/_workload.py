@@ -7,6 +7,7 @@ workloads override the few methods that differ.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
@@ -66,6 +67,11 @@ class Workload:
     recipes: ClassVar[dict[str, Recipe]] = {}      # "document" and "fast"
     targets: ClassVar[dict[str, Target]] = {}      # "quick" (CPU) and "full" (GPU)
     notes: ClassVar[tuple[str, ...]] = ()          # where the document's code is wrong, what we do
+
+    # ----- what the harness needs to know, declared here so it never names a workload -----
+    untimed_reason: ClassVar[str | None] = None    # why there is no train/infer step to time (None: there is)
+    throughput_recipe: ClassVar[str] = "fast"      # the recipe whose optimizer the timed train step uses
+    kernel_sweep_layers: ClassVar[bool] = False    # its Conv2d layers are shapes of the conv2d kernel sweep
 
     # ----- construction -----
 
@@ -148,14 +154,22 @@ class Workload:
 
     def evaluate(self, model: nn.Module, split, *, batch_size: int = 1000) -> dict[str, float]:
         """Metrics on a whole split; the base reports classification accuracy."""
-        was_training = model.training
-        model.eval()
         correct = 0
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             for batch in data.batches(split, batch_size):
                 correct += (self.forward(model, batch).argmax(1) == batch[1]).sum().item()
-        model.train(was_training)
         return {"accuracy": correct / len(split)}
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the block, and back in the mode it had after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,

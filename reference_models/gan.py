@@ -22,7 +22,7 @@ from torch import nn
 from reference_models import data, fid
 from reference_models._errors import RefbenchError
 from reference_models._registry import register_model
-from reference_models._workload import Batch, Recipe, Target, Workload, backward_and_step
+from reference_models._workload import Batch, Recipe, Target, Workload, backward_and_step, eval_mode
 
 NOISE_DIM = 100
 
@@ -179,14 +179,11 @@ class GANWorkload(Workload):
 
     def _sample_features(self, model: GAN, net: fid.FeatureNet, device, batch_size: int) -> torch.Tensor:
         """Features of ``eval_samples`` images drawn from fixed noise (the same at every evaluation)."""
-        was_training = model.training
-        model.eval()
         g = torch.Generator().manual_seed(1234)
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             images = torch.cat([model.generator(torch.randn(min(batch_size, self.eval_samples - i), NOISE_DIM,
                                                             generator=g).to(device))
                                 for i in range(0, self.eval_samples, batch_size)])
-        model.train(was_training)
         return net.features(images)
 
 

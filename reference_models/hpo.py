@@ -71,6 +71,7 @@ class RandomForestWineWorkload(Workload):
     name = "hpo_rf_wine"
     source = "document 001 section 4.3: RandomForest + GridSearchCV"
     task = "hpo"
+    untimed_reason = "a hyper-parameter search has no single step to time; `refbench converge` measures it"
     dataset = "sklearn-wine"
     input_shape = (13,)
     num_classes = 3

@@ -37,6 +37,7 @@ class LeNet5(nn.Module):
 class LeNet5Workload(Workload):
     name = "lenet5"
     source = "document 000: LeNet-5 on MNIST"
+    kernel_sweep_layers = True
     variants = {"activation": ("relu", "sigmoid", "tanh")}
     recipes = {
         "document": Recipe(optimizer="adam", lr=1e-2, batch_size=128, epochs=20),

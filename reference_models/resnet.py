@@ -57,6 +57,7 @@ class ResNet18(nn.Module):
 class ResNet18CifarWorkload(CifarWorkload):
     name = "resnet18_cifar"
     source = "document 001 section 3.5: ResNet-18 (basic residual blocks) on CIFAR-10"
+    kernel_sweep_layers = True
     variants = {"width": (64, 16)}
     recipes = {
         "document": Recipe(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=60),

@@ -14,7 +14,7 @@ from torch import nn
 
 from reference_models._errors import RefbenchError
 from reference_models._registry import register_model
-from reference_models._workload import Recipe, Target, Workload
+from reference_models._workload import Recipe, Target, Workload, eval_mode
 from reference_models.data import chinese
 from reference_models.data._sequences import PAD, batches
 
@@ -85,11 +85,8 @@ class SentimentWorkload(Workload):
         return batches(split, batch_size, shuffle=True, generator=generator)
 
     def evaluate(self, model, split, *, batch_size: int = 500) -> dict[str, float]:
-        was_training = model.training
-        model.eval()
         right = 0
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             for batch in batches(split, batch_size):
                 right += (self.forward(model, batch).argmax(1) == batch["label"]).sum().item()
-        model.train(was_training)
         return {"accuracy": right / len(split)}

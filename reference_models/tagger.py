@@ -25,7 +25,7 @@ from torch import nn
 
 from reference_models._errors import RefbenchError
 from reference_models._registry import register_model
-from reference_models._workload import Recipe, Target, Workload
+from reference_models._workload import Recipe, Target, Workload, eval_mode
 from reference_models.data import chinese
 from reference_models.data._sequences import PAD, batches
 from reference_models.transformer import ATTENTION, EncoderLayer
@@ -190,10 +190,8 @@ class POSTaggerWorkload(Workload):
 
     def evaluate(self, model, split, *, batch_size: int = 256) -> dict[str, float]:
         """Token accuracy, the baseline's on the same tokens, and accuracy on words unseen in training."""
-        was_training = model.training
-        model.eval()
         right = baseline = unseen_right = unseen = tokens = 0
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             for batch in batches(split, batch_size):
                 gold = batch["tags"]
                 counted = gold != chinese.IGNORE
@@ -204,6 +202,5 @@ class POSTaggerWorkload(Workload):
                 unseen_right += (hit & new).sum().item()
                 unseen += new.sum().item()
                 tokens += counted.sum().item()
-        model.train(was_training)
         return {"accuracy": right / tokens, "baseline_accuracy": baseline / tokens,
                 "unseen_word_accuracy": unseen_right / max(unseen, 1)}

@@ -21,7 +21,7 @@ from torch import nn
 
 from reference_models._errors import RefbenchError
 from reference_models._registry import register_model
-from reference_models._workload import Recipe, Target, Workload
+from reference_models._workload import Recipe, Target, Workload, eval_mode
 from reference_models.data import seq2seq
 from reference_models.data._sequences import PAD, batches
 
@@ -217,18 +217,16 @@ class Seq2SeqWorkload(Workload):
 
     def evaluate(self, model, split, *, batch_size: int = 1000) -> dict[str, float]:
         """Exact-sequence accuracy of greedy decoding (answer and end token all right), and token accuracy."""
-        was_training = model.training
-        model.eval()
         exact = tokens = total_tokens = 0
-        for batch in batches(split, batch_size):
-            target = batch["tgt"][:, 1:]
-            predicted = model.generate(batch["src"], target.shape[1])
-            counted = target != PAD
-            right = (predicted == target) | ~counted
-            exact += right.all(1).sum().item()
-            tokens += (right & counted).sum().item()
-            total_tokens += counted.sum().item()
-        model.train(was_training)
+        with eval_mode(model):
+            for batch in batches(split, batch_size):
+                target = batch["tgt"][:, 1:]
+                predicted = model.generate(batch["src"], target.shape[1])
+                counted = target != PAD
+                right = (predicted == target) | ~counted
+                exact += right.all(1).sum().item()
+                tokens += (right & counted).sum().item()
+                total_tokens += counted.sum().item()
         return {"sequence_accuracy": exact / len(split), "token_accuracy": tokens / total_tokens}
 
 

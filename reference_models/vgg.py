@@ -63,6 +63,7 @@ class VGG16(nn.Module):
 class VGG16CifarWorkload(CifarWorkload):
     name = "vgg16_cifar"
     source = "document 001 section 4.1: VGG16 on CIFAR-10, SGD lr 0.01 momentum 0.9, batch 32"
+    kernel_sweep_layers = True
     variants = {"document_bugs": (False, True), "width": (64, 16)}
     recipes = {
         "document": Recipe(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32, epochs=30),

@@ -76,3 +76,4 @@ class DropoutWorkload(_Tiny):
 class SearchWorkload(_Tiny):
     name = "test_search"
     task = "hpo"
+    untimed_reason = "a hyper-parameter search has no single step to time"

@@ -6,7 +6,7 @@ import tests.bench.faulty_workloads  # noqa: F401  registers the test workloads
 from bench.backends import SkipCell, resolve
 from bench.cell import CellSpec, measure_cell
 from bench.runner import MatrixSpec
-from reference_models import RefbenchError, get_model
+from reference_models import RefbenchError, get_workload
 
 
 def test_names_compose_and_a_bare_modifier_means_cuda():
@@ -38,11 +38,11 @@ def test_malformed_names_are_user_errors(name, message):
     ("cpu", "train", "test_search", "hyper-parameter search"),
 ])
 def test_static_skip_reasons(backend, mode, workload, reason):
-    assert reason in resolve(backend).skip_reason(get_model(workload), mode, cuda_available=False)
+    assert reason in resolve(backend).skip_reason(get_workload(workload), mode, cuda_available=False)
 
 
 def test_gpu_combinations_pass_the_static_checks_where_a_gpu_exists():
-    mlp = get_model("mlp")
+    mlp = get_workload("mlp")
     for name in ("cuda", "tf32", "amp-bf16", "compile", "compile-max-autotune", "cudagraphs", "channels-last"):
         assert resolve(name).skip_reason(mlp, "train", cuda_available=True) is None
     assert "GradScaler" in resolve("cudagraphs+amp-fp16").skip_reason(mlp, "train", cuda_available=True)
@@ -51,15 +51,15 @@ def test_gpu_combinations_pass_the_static_checks_where_a_gpu_exists():
 
 def test_triton_swaps_lenet_convs_and_skips_a_model_without_any():
     backend = resolve("cuda+triton")
-    model, notes = backend.transform_model(get_model("lenet5").make())
+    model, notes = backend.transform_model(get_workload("lenet5").make())
     assert len(notes) == 2 and all("kernels.Conv2d" in line for line in notes)
     with pytest.raises(SkipCell, match="no softmax or Conv2d"):
-        backend.transform_model(get_model("mlp").make())
+        backend.transform_model(get_workload("mlp").make())
 
 
 def test_channels_last_and_int8_skip_models_they_cannot_change():
     with pytest.raises(SkipCell, match="without Conv2d"):
-        resolve("cuda+channels-last").transform_model(get_model("mlp").make())
+        resolve("cuda+channels-last").transform_model(get_workload("mlp").make())
     with pytest.raises(SkipCell, match="without Linear"):
         resolve("cpu+int8").quantize(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3)))
 

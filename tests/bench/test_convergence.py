@@ -2,7 +2,7 @@ import pytest
 
 from bench.convergence import converge, converge_all
 from bench.results import read_results
-from reference_models import RefbenchError, get_model
+from reference_models import RefbenchError, get_workload
 
 
 @pytest.mark.convergence
@@ -20,11 +20,11 @@ def test_lenet5_reaches_its_quick_target_on_fashion_mnist(real_data, tmp_path):
 
 
 def test_a_missed_target_is_reported_not_raised(real_data):
-    result = real_data(converge, get_model("mlp"), "quick", budget_s=0.0)
+    result = real_data(converge, get_workload("mlp"), "quick", budget_s=0.0)
     assert not result.reached and result.time_to_target_s is None
     assert len(result.curve) == 1 and result.curve[0].step == 1
 
 
 def test_unknown_target_is_a_clear_error():
     with pytest.raises(RefbenchError, match="has no target 'nightly'"):
-        converge(get_model("mlp"), "nightly")
+        converge(get_workload("mlp"), "nightly")

@@ -2,7 +2,7 @@
 import pytest
 
 from bench.flops import peak_tflops, step_flops, throughput_metrics
-from reference_models import get_model
+from reference_models import get_workload
 
 # MLP 784-128-64-10: multiply-adds per sample in the forward pass.
 MLP_MACS = 784 * 128 + 128 * 64 + 64 * 10
@@ -15,7 +15,7 @@ LENET_MACS = LENET_CONV1 + 16 * 10 * 10 * 150 + 400 * 120 + 120 * 84 + 84 * 10
     ("mlp", MLP_MACS, 784 * 128), ("lenet5", LENET_MACS, LENET_CONV1),
 ])
 def test_flops_match_hand_counts(name, macs, first_layer_macs):
-    workload = get_model(name)
+    workload = get_workload(name)
     variant = workload.resolve_variant()
     assert step_flops(workload, variant, 16, "infer") == 16 * 2 * macs
     # Backward: gradients of inputs and of weights, each as costly as the forward,

@@ -64,7 +64,7 @@ def test_pruned_trials_are_recorded_with_the_reason(blobs, tmp_path):
 
 
 def test_a_search_workload_and_bad_arguments_are_refused(blobs):
-    with pytest.raises(RefbenchError, match="hpo_rf_wine is itself a hyper-parameter search"):
+    with pytest.raises(RefbenchError, match="hpo_rf_wine trains with forest, grid-search, not a torch optimizer"):
         sweep("hpo_rf_wine", budget_s=10)
     with pytest.raises(RefbenchError, match="no target 'nightly'"):
         sweep(blobs, budget_s=10, target="nightly")

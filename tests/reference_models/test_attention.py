@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from reference_models import get_model
+from reference_models import get_workload
 from reference_models.attention import SCORES, Attention
 from reference_models.data import seq2seq
 
@@ -17,7 +17,7 @@ def padded_batch():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_weights_sum_to_one_and_skip_padding(name):
-    model = get_model(name).make().eval()
+    model = get_workload(name).make().eval()
     src, mask = padded_batch()
     tokens, weights = model.generate(src, 6, return_weights=True)
     assert tokens.shape == (3, 6) and weights.shape == (3, 6, 5)
@@ -41,7 +41,7 @@ def test_attention_module_masks_and_normalises(score):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_padding_length_does_not_change_the_output(name):
-    model = get_model(name).make().eval()
+    model = get_workload(name).make().eval()
     src, _ = padded_batch()
     tgt = torch.tensor([[1, 7, 6], [1, 9, 8], [1, 12, 11]])
     wider = torch.cat([src, torch.zeros(3, 3, dtype=torch.long)], dim=1)
@@ -61,7 +61,7 @@ def test_score_functions_differ_as_documented():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_overfits_a_tiny_batch(name):
-    workload = get_model(name)
+    workload = get_workload(name)
     model = workload.make()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     batch = workload.example_batch(8)
@@ -72,7 +72,7 @@ def test_overfits_a_tiny_batch(name):
 
 
 def test_evaluate_counts_exact_sequences():
-    workload = get_model("attention_dot")
+    workload = get_workload("attention_dot")
     split = workload.load_data("test")
     metrics = workload.evaluate(workload.make(), split)
     assert set(metrics) == {"sequence_accuracy", "token_accuracy"}
@@ -85,5 +85,5 @@ def test_quick_target_on_held_out_reversals(name):
     """>= 95% exact reversals (15-25 s of training each on one busy CPU thread; budget 60 s)."""
     from bench.convergence import converge
 
-    result = converge(get_model(name), "quick")
+    result = converge(get_workload(name), "quick")
     assert result.reached and result.dataset == "synthetic-reverse", f"best {result.best:.3f}"

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision
 
-from reference_models import _cifar, data, get_model
+from reference_models import _cifar, data, get_workload
 
 IMAGES_PER_FILE = 20
 
@@ -48,7 +48,7 @@ def test_data_load_reads_torchvisions_layout(cifar_root):
 
 @pytest.mark.parametrize("name", ["vgg16_cifar", "resnet18_cifar"])
 def test_cifar_workloads_train_on_the_real_format(cifar_root, name):
-    workload = get_model(name)
+    workload = get_workload(name)
     train = workload.load_data("train", data_dir=cifar_root)
     assert train.dataset == "cifar10" and train.x.shape[1:] == workload.input_shape
     mean = torch.tensor(data.image_stats("cifar10")[0]).view(1, 3, 1, 1)
@@ -80,7 +80,7 @@ def test_crop_offsets_and_flips_cover_every_choice():
 
 
 def test_synthetic_cifar_is_not_augmented():
-    workload = get_model("resnet18_cifar")
+    workload = get_workload("resnet18_cifar")
     split = workload.load_data("test", dataset="synthetic-cifar10")
     g = torch.Generator().manual_seed(0)
     x, _ = next(workload.train_batches(split, 8, generator=g))

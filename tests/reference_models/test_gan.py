@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from bench.convergence import converge
-from reference_models import count_parameters, fid, get_model
+from reference_models import count_parameters, fid, get_workload
 from reference_models.gan import gradient_penalty
 from tests.reference_models import workload_checks as checks
 
@@ -14,12 +14,12 @@ CRITIC = (64 * 16 + 64) + (64 * 128 * 16 + 128) + (6272 + 1)                    
 
 @pytest.mark.parametrize("name, parameters", [("dcgan", GENERATOR + CRITIC + 2 * 128), ("wgan_gp", GENERATOR + CRITIC)])
 def test_parameter_counts(name, parameters):
-    assert count_parameters(get_model(name).make()) == parameters
+    assert count_parameters(get_workload(name).make()) == parameters
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_generator_draws_images_in_range_and_critic_scores_each(name):
-    workload = get_model(name)
+    workload = get_workload(name)
     model = workload.make().eval()
     real, z = workload.example_batch(6)
     images = workload.eval_step(model, (real, z))
@@ -60,7 +60,7 @@ def test_gradient_penalty_reaches_the_critic_weights():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_critic_and_generator_steps_lower_their_losses(name):
-    workload = get_model(name)
+    workload = get_workload(name)
     model = workload.make()
     optimizers = workload.configure_optimizer(model, workload.recipe("fast"))
     real, z = workload.example_batch(16)
@@ -82,7 +82,7 @@ def test_critic_and_generator_steps_lower_their_losses(name):
 
 @pytest.mark.parametrize("name, critic_steps", [("dcgan", 1), ("wgan_gp", 5)])
 def test_generator_steps_once_per_critic_steps(name, critic_steps):
-    workload = get_model(name)
+    workload = get_workload(name)
     model = workload.make()
     optimizers = workload.configure_optimizer(model, workload.recipe("fast"))
     batch = workload.example_batch(8)
@@ -97,12 +97,12 @@ def test_generator_steps_once_per_critic_steps(name, critic_steps):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_same_seed_same_losses(name):
-    checks.assert_same_seed_same_losses(get_model(name), steps=3)
+    checks.assert_same_seed_same_losses(get_workload(name), steps=3)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_documented(name):
-    workload = get_model(name)
+    workload = get_workload(name)
     checks.assert_documented(workload)
     assert any("FID-FMNIST" in note and "not Inception FID" in note for note in workload.notes)
     assert all(not t.higher_is_better and t.metric == "fid_fmnist_ratio" for t in workload.targets.values())
@@ -145,7 +145,7 @@ def test_feature_network_classifies_fashion_mnist_and_is_cached(feature_net, mon
 
 
 def test_evaluate_reports_distance_floor_and_untrained_reference(feature_net, real_data):
-    workload = get_model("dcgan")
+    workload = get_workload("dcgan")
     workload.eval_samples = 2000
     test = real_data(workload.load_data, "test")
     assert test.x.min() == -1 and test.x.max() == 1
@@ -178,7 +178,7 @@ class _Stream(nn.Module):
 
 
 def assert_distance_falls(name, real_data):
-    workload = get_model(name)
+    workload = get_workload(name)
     result = real_data(converge, workload, "quick")
     assert result.dataset == "fashion-mnist"
     assert result.reached and result.best <= workload.targets["quick"].threshold

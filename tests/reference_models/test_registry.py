@@ -1,6 +1,6 @@
 import pytest
 
-from reference_models import RefbenchError, Workload, get_model, list_models, register_model, unregister_model
+from reference_models import RefbenchError, Workload, get_workload, list_models, register_model, unregister_model
 
 
 def test_list_models_filters_with_shell_patterns():
@@ -22,7 +22,7 @@ def test_duplicate_name_raises():
 
 def test_unknown_name_suggests_the_closest():
     with pytest.raises(RefbenchError, match="did you mean lenet5"):
-        get_model("lenet")
+        get_workload("lenet")
 
 
 def test_registered_test_workload_can_be_removed():
@@ -31,14 +31,14 @@ def test_registered_test_workload_can_be_removed():
         name = "tiny_for_registry_test"
 
     try:
-        assert isinstance(get_model("tiny_for_registry_test"), Tiny)
+        assert isinstance(get_workload("tiny_for_registry_test"), Tiny)
     finally:
         unregister_model("tiny_for_registry_test")
     assert "tiny_for_registry_test" not in list_models()
 
 
 def test_variants_are_checked():
-    lenet = get_model("lenet5")
+    lenet = get_workload("lenet5")
     assert lenet.resolve_variant() == {"activation": "relu"}
     with pytest.raises(RefbenchError, match="activation='gelu' is not one of"):
         lenet.make(activation="gelu")

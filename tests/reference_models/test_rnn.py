@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from bench.convergence import converge
-from reference_models import count_parameters, get_model
+from reference_models import count_parameters, get_workload
 from tests.reference_models import workload_checks as checks
 
 NAMES = ["rnn_rows", "lstm_rows", "gru_rows"]
@@ -21,12 +21,12 @@ def recurrent_parameters(gates: int, inputs: int = 28, hidden: int = 128, layers
 ])
 def test_parameter_counts(name, gates, parameters):
     assert recurrent_parameters(gates) == parameters
-    assert count_parameters(get_model(name).make()) == parameters
+    assert count_parameters(get_workload(name).make()) == parameters
 
 
 def test_an_image_is_read_row_by_row():
     """The recurrent layer receives the image's 28 rows as its 28 time steps."""
-    model = get_model("lstm_rows").make()
+    model = get_workload("lstm_rows").make()
     x = torch.randn(2, 1, 28, 28)
     seen = []
     model.rnn.register_forward_hook(lambda module, args, out: seen.append(args[0]))
@@ -37,28 +37,28 @@ def test_an_image_is_read_row_by_row():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_logits_for_a_batch(name):
-    workload = get_model(name)
+    workload = get_workload(name)
     assert workload.eval_step(workload.make(), workload.example_batch(3)).shape == (3, 10)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_training_steps_lower_the_loss(name):
-    checks.assert_steps_lower_the_loss(get_model(name))
+    checks.assert_steps_lower_the_loss(get_workload(name))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_same_seed_same_losses(name):
-    checks.assert_same_seed_same_losses(get_model(name))
+    checks.assert_same_seed_same_losses(get_workload(name))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_documented(name):
-    checks.assert_documented(get_model(name))
+    checks.assert_documented(get_workload(name))
 
 
 @pytest.mark.convergence
 def test_lstm_quick_target_on_fashion_mnist(real_data):
     """>= 80% test accuracy on real Fashion-MNIST within the quick budget."""
-    result = real_data(converge, get_model("lstm_rows"), "quick")
+    result = real_data(converge, get_workload("lstm_rows"), "quick")
     assert result.dataset == "fashion-mnist"
     assert result.reached and result.best >= 0.80

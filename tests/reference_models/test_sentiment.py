@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from reference_models import get_model
+from reference_models import get_workload
 
 
 def test_logits_and_padding_has_no_effect():
-    model = get_model("sentiment").make().eval()
+    model = get_workload("sentiment").make().eval()
     chars = torch.tensor([[5, 6, 7, 8, 9, 10], [11, 12, 0, 0, 0, 0]])
     logits = model(chars)
     assert logits.shape == (2, 2)
@@ -13,12 +13,12 @@ def test_logits_and_padding_has_no_effect():
 
 
 def test_a_one_character_review_is_classified():
-    model = get_model("sentiment").make().eval()
+    model = get_workload("sentiment").make().eval()
     assert model(torch.tensor([[42]])).shape == (1, 2)
 
 
 def test_overfits_a_tiny_batch():
-    workload = get_model("sentiment")
+    workload = get_workload("sentiment")
     model = workload.make()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     batch = {k: v[:16] for k, v in workload.example_batch(16).items()}
@@ -30,7 +30,7 @@ def test_overfits_a_tiny_batch():
 
 
 def test_evaluate_on_the_real_split(real_data):
-    workload = get_model("sentiment")
+    workload = get_workload("sentiment")
     split = real_data(workload.load_data, "test")
     assert split.dataset == "chinese-sentiment"
     accuracy = workload.evaluate(workload.make(), split)["accuracy"]
@@ -41,5 +41,5 @@ def test_evaluate_on_the_real_split(real_data):
 def test_quick_target_on_the_deduplicated_split(real_data):
     from bench.convergence import converge
 
-    result = real_data(converge, get_model("sentiment"), "quick")
+    result = real_data(converge, get_workload("sentiment"), "quick")
     assert result.reached and result.dataset == "chinese-sentiment", f"best {result.best:.3f}"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from reference_models import get_model
+from reference_models import get_workload
 from reference_models.data import chinese
 from reference_models.data._sequences import SequenceSplit
 from reference_models.transformer import MultiHeadAttention
@@ -19,7 +19,7 @@ def sentences():
 
 @pytest.mark.parametrize("encoder", ENCODERS)
 def test_logits_per_token_and_padding_has_no_effect(encoder):
-    model = get_model("pos_tagger").make(encoder=encoder).eval()
+    model = get_workload("pos_tagger").make(encoder=encoder).eval()
     words, chars = sentences()
     logits = model(words, chars)
     assert logits.shape == (2, 4, 44)
@@ -28,7 +28,7 @@ def test_logits_per_token_and_padding_has_no_effect(encoder):
 
 
 def test_sdpa_variant_computes_the_same():
-    workload = get_model("pos_tagger")
+    workload = get_workload("pos_tagger")
     eager, sdpa = workload.make().eval(), workload.make(attention="sdpa").eval()
     sdpa.load_state_dict(eager.state_dict())
     words, chars = sentences()
@@ -37,13 +37,13 @@ def test_sdpa_variant_computes_the_same():
 
 def test_document_size_is_bert_base_shaped():
     with torch.device("meta"):
-        model = get_model("pos_tagger").make(size="document")
+        model = get_workload("pos_tagger").make(size="document")
     attentions = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
     assert len(attentions) == 12 and attentions[0].heads == 12 and model.classifier.in_features == 768
 
 
 def test_unseen_words_are_told_apart_by_their_characters():
-    model = get_model("pos_tagger").make().eval()
+    model = get_workload("pos_tagger").make().eval()
     words = torch.full((1, 2), chinese.UNK)
     chars = torch.tensor([[[5, 6, 0, 0], [7, 0, 0, 0]]])
     features = model.features(words, chars)
@@ -53,7 +53,7 @@ def test_unseen_words_are_told_apart_by_their_characters():
 
 
 def test_word_dropout_only_in_training():
-    model = get_model("pos_tagger").make()
+    model = get_workload("pos_tagger").make()
     words, chars = sentences()
     model.eval()
     assert torch.equal(model.features(words, chars), model.features(words, chars))
@@ -65,7 +65,7 @@ def test_word_dropout_only_in_training():
 
 @pytest.mark.parametrize("encoder", ENCODERS)
 def test_overfits_a_tiny_batch(encoder):
-    workload = get_model("pos_tagger")
+    workload = get_workload("pos_tagger")
     model = workload.make(encoder=encoder)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     batch = {k: v[:, :12] for k, v in workload.example_batch(2).items()}
@@ -76,7 +76,7 @@ def test_overfits_a_tiny_batch(encoder):
 
 
 def test_evaluate_reports_the_baseline_beside_the_accuracy():
-    workload = get_model("pos_tagger")
+    workload = get_workload("pos_tagger")
     tags = torch.tensor([[1, 2, 3], [4, 5, chinese.IGNORE]])
     split = SequenceSplit({"words": torch.tensor([[2, 3, chinese.UNK], [4, 5, 0]]),
                            "chars": torch.full((2, 3, chinese.WORD_CHARS), 2),
@@ -94,7 +94,7 @@ def test_evaluate_reports_the_baseline_beside_the_accuracy():
 
 
 def test_real_split_feeds_the_model(real_data):
-    workload = get_model("pos_tagger")
+    workload = get_workload("pos_tagger")
     split = real_data(workload.load_data, "test")
     assert split.dataset == "peoples-daily-1998"
     batch = next(workload.train_batches(split, 8, generator=torch.Generator().manual_seed(0)))
@@ -107,7 +107,7 @@ def test_bilstm_quick_target(real_data):
     """BiLSTM >= 93% token accuracy within 90 s (65.6 s measured on one busy CPU thread), baseline beside it."""
     from bench.convergence import converge
 
-    result = real_data(converge, get_model("pos_tagger"), "quick-bilstm")
+    result = real_data(converge, get_workload("pos_tagger"), "quick-bilstm")
     assert result.reached, f"best {result.best:.3f} after {result.train_s:.0f}s"
     assert result.curve[-1].metrics["baseline_accuracy"] == pytest.approx(0.916, abs=0.002)
 
@@ -117,5 +117,5 @@ def test_transformer_quick_target(real_data):
     """The BERT-style Transformer >= 85% within 150 s (about 40 s of training on 2 idle cores)."""
     from bench.convergence import converge
 
-    result = real_data(converge, get_model("pos_tagger"), "quick")
+    result = real_data(converge, get_workload("pos_tagger"), "quick")
     assert result.reached, f"best {result.best:.3f} after {result.train_s:.0f}s"

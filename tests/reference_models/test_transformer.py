@@ -2,17 +2,17 @@ import pytest
 import torch
 from torch import nn
 
-from reference_models import get_model
+from reference_models import get_workload
 from reference_models.data import seq2seq
 from reference_models.transformer import MultiHeadAttention, sinusoidal_positions
 
 
 def batch(size=6, seed=0):
-    return get_model("transformer_seq2seq").example_batch(size, seed=seed)
+    return get_workload("transformer_seq2seq").example_batch(size, seed=seed)
 
 
 def test_logits_shape_and_greedy_output_shape():
-    workload = get_model("transformer_seq2seq")
+    workload = get_workload("transformer_seq2seq")
     model = workload.make().eval()
     b = batch()
     assert workload.forward(model, b).shape == (6, 11, seq2seq.VOCAB_SIZE)
@@ -20,7 +20,7 @@ def test_logits_shape_and_greedy_output_shape():
 
 
 def test_padding_does_not_change_the_output():
-    model = get_model("transformer_seq2seq").make().eval()
+    model = get_workload("transformer_seq2seq").make().eval()
     src = torch.tensor([[3, 4, 5, 0, 0]])
     tgt = torch.tensor([[1, 5, 4]])
     wider = torch.cat([src, torch.zeros(1, 4, dtype=torch.long)], dim=1)
@@ -28,7 +28,7 @@ def test_padding_does_not_change_the_output():
 
 
 def test_decoder_is_causal():
-    model = get_model("transformer_seq2seq").make().eval()
+    model = get_workload("transformer_seq2seq").make().eval()
     src = torch.tensor([[3, 4, 5, 6]])
     a, b = torch.tensor([[1, 6, 5, 4]]), torch.tensor([[1, 6, 9, 9]])
     assert torch.allclose(model(src, a)[:, :2], model(src, b)[:, :2], atol=1e-6)
@@ -36,7 +36,7 @@ def test_decoder_is_causal():
 
 
 def test_softmax_is_a_swappable_module_and_sdpa_computes_the_same():
-    workload = get_model("transformer_seq2seq")
+    workload = get_workload("transformer_seq2seq")
     torch.manual_seed(0)
     eager = workload.make().eval()
     sdpa = workload.make(attention="sdpa").eval()
@@ -56,7 +56,7 @@ def test_softmax_is_a_swappable_module_and_sdpa_computes_the_same():
 def test_triton_softmax_patch_matches_eager():
     from kernels import patch_model
 
-    workload = get_model("transformer_seq2seq")
+    workload = get_workload("transformer_seq2seq")
     model = workload.make().eval()
     b = batch(2)
     expected = workload.forward(model, b)
@@ -80,7 +80,7 @@ def test_multi_head_attention_rejects_bad_shapes():
 @pytest.mark.parametrize("attention", ["softmax", "sdpa"])
 def test_overfits_a_tiny_batch(attention):
     """Eight reversal strings learnt exactly by greedy decoding: the whole train-and-decode path works."""
-    workload = get_model("transformer_seq2seq")
+    workload = get_workload("transformer_seq2seq")
     model = workload.make(attention=attention)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     b = batch(8)
@@ -95,5 +95,5 @@ def test_quick_target_on_held_out_reversals():
     """>= 95% exact reversals within the quick target's budget (about 21 s of training on 2 idle cores)."""
     from bench.convergence import converge
 
-    result = converge(get_model("transformer_seq2seq"), "quick")
+    result = converge(get_workload("transformer_seq2seq"), "quick")
     assert result.reached and result.dataset == "synthetic-reverse", f"best {result.best:.3f}"

@@ -3,7 +3,7 @@ import torch
 import torchvision
 
 from bench.convergence import converge
-from reference_models import RefbenchError, count_parameters, get_model, vgg
+from reference_models import RefbenchError, count_parameters, get_workload, vgg
 from tests.reference_models import workload_checks as checks
 
 CLASSIFIER_32 = 512 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 10 + 10   # flatten of 512x1x1
@@ -20,27 +20,27 @@ def meta_parameters(build) -> int:
 def test_vgg16_cifar_parameter_count(document_bugs):
     features = meta_parameters(lambda: torchvision.models.vgg16_bn().features)
     assert features == meta_parameters(lambda: torchvision.models.vgg16().features) + BATCH_NORM
-    model = meta_parameters(lambda: get_model("vgg16_cifar").make(document_bugs=document_bugs))
+    model = meta_parameters(lambda: get_workload("vgg16_cifar").make(document_bugs=document_bugs))
     assert model == features + CLASSIFIER_32 == 33_646_666
 
 
 def test_quick_width_scales_every_layer():
     """Width 16: channels 16..128 and a 1024-unit classifier, about 1/16 of the parameters."""
-    model = get_model("vgg16_cifar").make(width=16)
+    model = get_workload("vgg16_cifar").make(width=16)
     convs = [m.out_channels for m in model.features if isinstance(m, torch.nn.Conv2d)]
     assert convs == [16, 16, 32, 32, 64, 64, 64, 128, 128, 128, 128, 128, 128]
     assert model.classifier[1].in_features == 128 and model.classifier[1].out_features == 1024
 
 
 def test_vgg16_cifar_flattens_512_features_of_a_32x32_image():
-    model = get_model("vgg16_cifar").make().eval()
+    model = get_workload("vgg16_cifar").make().eval()
     x = torch.randn(2, 3, 32, 32)
     assert model.features(x).shape == (2, 512, 1, 1)
     assert model(x).shape == (2, 10)
 
 
 def test_document_bugs_variant_outputs_probabilities():
-    workload = get_model("vgg16_cifar")
+    workload = get_workload("vgg16_cifar")
     batch = workload.example_batch(3)
     buggy = workload.eval_step(workload.make(document_bugs=True).eval(), batch)
     fixed = workload.eval_step(workload.make().eval(), batch)
@@ -50,22 +50,22 @@ def test_document_bugs_variant_outputs_probabilities():
 
 
 def test_vgg16_cifar_training_steps_lower_the_loss():
-    checks.assert_steps_lower_the_loss(get_model("vgg16_cifar"), batch_size=8)
+    checks.assert_steps_lower_the_loss(get_workload("vgg16_cifar"), batch_size=8)
 
 
 def test_vgg16_cifar_same_seed_same_losses():
-    checks.assert_same_seed_same_losses(get_model("vgg16_cifar"), {"document_bugs": True, "width": 16}, batch_size=4)
+    checks.assert_same_seed_same_losses(get_workload("vgg16_cifar"), {"document_bugs": True, "width": 16}, batch_size=4)
 
 
 @pytest.mark.parametrize("name", ["vgg16_cifar", "vgg16_transfer"])
 def test_documented(name):
-    checks.assert_documented(get_model(name))
+    checks.assert_documented(get_workload(name))
 
 
 @pytest.fixture(scope="module")
 def transfer_model():
     torch.manual_seed(0)
-    return get_model("vgg16_transfer").make()
+    return get_workload("vgg16_transfer").make()
 
 
 def test_vgg16_transfer_parameters_are_torchvisions_with_a_10_class_head(transfer_model):
@@ -78,12 +78,12 @@ def test_vgg16_transfer_parameters_are_torchvisions_with_a_10_class_head(transfe
 def test_vgg16_transfer_says_where_its_weights_came_from(transfer_model):
     found = vgg.pretrained_vgg16_file()
     assert transfer_model.weights == (f"ImageNet ({found})" if found else "random init (no ImageNet VGG16 weights on disk)")
-    assert any("weights" in note for note in get_model("vgg16_transfer").notes)
-    assert get_model("vgg16_transfer").provenance(transfer_model) == {"weights": transfer_model.weights}
+    assert any("weights" in note for note in get_workload("vgg16_transfer").notes)
+    assert get_workload("vgg16_transfer").provenance(transfer_model) == {"weights": transfer_model.weights}
 
 
 def test_vgg16_transfer_trains_only_its_classifier(transfer_model):
-    workload = get_model("vgg16_transfer")
+    workload = get_workload("vgg16_transfer")
     batch = workload.example_batch(4)
     features_before = [p.clone() for p in transfer_model.backbone.features.parameters()]
     head_before = transfer_model.backbone.classifier[-1].weight.clone()
@@ -133,6 +133,6 @@ def test_torchvision_cache_is_found_and_a_missing_env_file_is_an_error(tmp_path,
     pytest.param("vgg16_transfer", marks=pytest.mark.slow),  # minutes on CPU: VGG16 at full width
 ])
 def test_quick_target_on_synthetic_cifar(name):
-    result = converge(get_model(name), "quick")
+    result = converge(get_workload(name), "quick")
     assert result.dataset == "synthetic-cifar10"
     assert result.reached
