@@ -20,7 +20,7 @@ RUN = ["run", "--workloads", "mlp", "--modes", "infer", "--batch-sizes", "2", "-
     (["report", "/nonexistent/r.jsonl"], "no result file /nonexistent/r.jsonl"),
     (["validate", "--device", "tpu"], "--device must be cpu or cuda"),
     (["sweep", "--workloads", "lenet5", "--budget", "0"], "a sweep needs a positive --budget"),
-    (["sweep", "--workloads", "hpo_rf_wine", "--budget", "10"], "hpo_rf_wine is itself a hyper-parameter search"),
+    (["sweep", "--workloads", "hpo_rf_wine", "--budget", "10"], "hpo_rf_wine trains with forest, grid-search"),
     (["converge", "--workloads", "mlp", "--target", "nightly"], "mlp has no target 'nightly'"),
 ])
 def test_user_errors_exit_2_with_one_line(argv, message, capsys):
