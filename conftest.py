@@ -8,8 +8,9 @@ import os
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
+from bench.triton_mode import choose_triton_mode
+
+choose_triton_mode()  # the interpreter without a GPU, before anything imports triton
 
 
 def pytest_collection_modifyitems(config, items):

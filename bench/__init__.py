@@ -1,21 +1,33 @@
-"""The refbench harness: run matrices of workloads x backends and record what they do."""
-import logging
-import os
+"""The refbench harness: run matrices of workloads x backends and record what they do.
 
-import torch
+    >>> import bench
+    >>> matrix = bench.Matrix(workloads=["mlp"], backends=["cpu"], modes=["train"], batch_sizes=[64])
+    >>> records = bench.run_matrix(matrix, "results.jsonl")
+    >>> step = bench.prepare("lenet5", "cpu", "train", 64)   # the one measured step every runner drives
 
-# Without a GPU, Triton kernels (refbench's own, and the `triton` backend) run in
-# Triton's interpreter. The mode is fixed when triton is first imported, which
-# torchvision does as a side effect, so it is chosen here, before anything else.
-# torch.utils.benchmark's import of cpp_extension also warns, on a CUDA build of torch
-# without a GPU, that no CUDA runtime is found: true, and no concern of a CPU run.
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+Names are loaded on first use, so ``import bench`` is cheap and changes
+nothing (not even Triton's mode: see bench.triton_mode).
+"""
+import importlib
 
-from bench.convergence import ConvergenceResult, converge  # noqa: E402
-from bench.results import ResultWriter, make_record, read_results  # noqa: E402
-from bench.runner import Cell, MatrixSpec, run_matrix  # noqa: E402
+_EXPORTS = {
+    "Cell": "bench.matrix", "Matrix": "bench.matrix", "plan_cell": "bench.matrix",
+    "Settings": "bench.settings",
+    "Step": "bench.step", "prepare": "bench.step",
+    "run_matrix": "bench.runner", "run_cell": "bench.runner",
+    "check_step": "bench.correctness", "measure": "bench.timing",
+    "ConvergenceResult": "bench.convergence", "converge": "bench.convergence",
+    "ResultWriter": "bench.results", "make_record": "bench.results", "read_results": "bench.results",
+    "collect_env": "bench.environment",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["Cell", "ConvergenceResult", "MatrixSpec", "ResultWriter", "converge", "make_record",
-           "read_results", "run_matrix"]
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'bench' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return __all__

@@ -1,18 +1,20 @@
 """Named backends: where and how a workload's step runs, composable with "+".
 
-A name is an optional base device (``cpu`` or ``cuda``; ``cuda`` when left
-out) followed by modifiers: ``cuda+amp-bf16+compile``, ``cpu+compile``,
-``tf32``. ``resolve`` rejects unknown or repeated parts (a user error).
+A name is an optional base device (``cpu`` or ``cuda``) followed by
+modifiers: ``cuda+amp-bf16+compile``, ``cpu+compile``, ``tf32``. Left out,
+the device is ``cuda``, except for modifiers whose kernels run only on the
+CPU (``int8``: ``int8`` alone is ``cpu+int8``). ``resolve`` rejects unknown or repeated parts (a user error).
 A well-formed name that cannot run a given workload and mode (no GPU, int8
 training, a workload without an sdpa variant, two AMP modes at once) is not
 an error: ``skip_reason`` says why, and the cell is recorded as ``skipped``.
 
-The transformations themselves are applied in this order, each by the
-function named after it: device and precision flags (``configure``), the
-variant (``variant_for``), the model (``transform_model``: channels-last,
-Triton kernels), the batch (``transform_batch``), inference quantization
-(``quantize``), the step (``make_step``: autocast, GradScaler,
-``torch.compile``) and, last, whole-step CUDA graph capture (``capture``).
+The transformations themselves are applied by ``bench.step.prepare``, in
+this order, each by the method named after it: device and precision flags
+(``configure``), the variant (``variant_for``), the model
+(``transform_model``: channels-last, Triton kernels), the batch
+(``transform_batch``), inference quantization (``quantize``), the step
+(``make_step``: autocast, GradScaler, ``torch.compile``) and, last,
+whole-step CUDA graph capture (``capture``).
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ _CUDA_ONLY = {
     "cudagraphs": "CUDA graphs need a CUDA device",
     "triton": "the Triton kernels need a CUDA device (on CPU they run in the interpreter, whose timings mean nothing)",
 }
+# Modifiers that choose the CPU when a name gives no device.
+_CPU_DEFAULT = {"int8"}
 _EXCLUSIVE = (("amp-bf16", "amp-fp16"), ("compile", "compile-max-autotune"),
               ("int8", "amp-bf16"), ("int8", "amp-fp16"), ("int8", "compile"),
               ("int8", "compile-max-autotune"), ("int8", "channels-last"))
@@ -165,14 +169,14 @@ class Backend:
         """Whole-step capture by hand needs optimizers whose step count lives on the device."""
         return self.has("cudagraphs") and not self.compiled
 
-    def make_step(self, step: Callable[[], Any]) -> Callable[[], Any]:
-        """Wrap one step in autocast and, with a compile modifier, ``torch.compile`` the whole of it
+    def make_step(self, step: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Wrap one step of a batch in autocast and, with a compile modifier, ``torch.compile`` the whole of it
         (forward, backward, optimizer); ``cudagraphs`` with compile selects Inductor's graph capture."""
         autocast = self.autocast
 
-        def run():
+        def run(batch):
             with autocast():
-                return step()
+                return step(batch)
 
         if not self.compiled:
             return run
@@ -216,7 +220,10 @@ def resolve(name: str) -> Backend:
     parts = [part.strip() for part in name.split("+")]
     if any(not part for part in parts):
         raise RefbenchError(f"backend {name!r} has an empty part; write e.g. cuda+amp-bf16+compile")
-    device, modifiers = (parts[0], parts[1:]) if parts[0] in BASES else ("cuda", parts)
+    if parts[0] in BASES:
+        device, modifiers = parts[0], parts[1:]
+    else:
+        device, modifiers = ("cpu" if _CPU_DEFAULT & set(parts) else "cuda"), parts
     unknown = [part for part in modifiers if part not in MODIFIERS]
     if unknown:
         raise RefbenchError(f"unknown backend {unknown[0]!r} in {name!r}; known: "

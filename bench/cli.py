@@ -1,6 +1,9 @@
 """The ``refbench`` command line: parses arguments and calls library functions.
 
 Every user error is a RefbenchError printed as one line with exit status 2.
+Nothing heavy is imported before the arguments are parsed, so ``--help``
+answers at once; then ``main`` chooses Triton's mode (bench.triton_mode)
+before anything imports Triton.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from reference_models import RefbenchError
+from bench.settings import Settings, positive_float, threads_option, variant_option
 
 
 def _csv(text: str) -> list[str]:
@@ -26,6 +29,8 @@ def _int_csv(text: str) -> list[int]:
 
 def _writable(path: str) -> str:
     """``path`` if this process can append to it (creating it when absent), else a RefbenchError."""
+    from reference_models import RefbenchError
+
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "a", encoding="utf-8"):
@@ -75,25 +80,21 @@ def cmd_data(args) -> int:
     return 0
 
 
-def _spec(args):
-    from bench.runner import MatrixSpec
-
-    return MatrixSpec(workloads=args.workloads, backends=args.backends, modes=args.modes,
-                      batch_sizes=args.batch_sizes, iters=args.iters, max_warmup=args.max_warmup,
-                      max_warmup_s=args.max_warmup_s, timeout_s=args.timeout, check=not args.no_check,
-                      threads=args.threads, fresh_compile_cache=args.fresh_compile_cache,
-                      imports=tuple(args.imports))
-
-
 def cmd_run(args) -> int:
+    from bench.matrix import Matrix
     from bench.runner import parse_shard, run_matrix
     from bench.tables import print_table, record_row
 
-    spec = _spec(args)
-    spec.validate()
+    variants: dict = {}
+    for item in args.variants:
+        for workload, variant in item.items():
+            variants.setdefault(workload, {}).update(variant)
+    matrix = Matrix(workloads=args.workloads, backends=args.backends, modes=args.modes,
+                    batch_sizes=args.batch_sizes, variants=variants, settings=Settings.from_args(args))
+    matrix.validate()
     shard = parse_shard(args.shard) if args.shard else None
     out = _writable(args.out)
-    records = run_matrix(spec, out, resume=args.resume, shard=shard, isolation=args.isolation,
+    records = run_matrix(matrix, out, resume=args.resume, shard=shard, isolation=args.isolation,
                          time_budget_s=args.time_budget, on_record=lambda r: print(
                              f"{r['workload']} {r['backend']} {r['mode']} bs={r['batch_size']}: {r['status']}"
                              + (f" ({r['error'].splitlines()[0][:120]})" if r["error"] else ""), file=sys.stderr))
@@ -109,6 +110,7 @@ def cmd_run(args) -> int:
 
 def cmd_report(args) -> int:
     from bench.report import write_report
+    from reference_models import RefbenchError
 
     missing = [path for path in args.results if not os.path.isfile(path)]
     if missing:
@@ -129,8 +131,6 @@ def cmd_validate(args) -> int:
 
 
 def cmd_kernels(args) -> int:
-    import subprocess
-
     import torch
 
     from bench.kernel_runs import run_kernel_sweep
@@ -138,12 +138,6 @@ def cmd_kernels(args) -> int:
 
     out = _writable(args.out)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if torch.device(device).type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        # Triton picks the interpreter when it is imported, and the workloads' imports (torchvision)
-        # have imported it already: run the sweep in a fresh interpreter that has the switch set.
-        argv = [sys.executable, "-m", "bench", "kernels", args.kernel, "--device", device, "--out", out,
-                *(["--quick"] if args.quick else []), *(["--dtypes", ",".join(args.dtypes)] if args.dtypes else [])]
-        return subprocess.run(argv, env={**os.environ, "TRITON_INTERPRET": "1"}).returncode
     records = run_kernel_sweep(args.kernel, device=device, quick=args.quick, out=out, dtypes=args.dtypes,
                                log=lambda line: print(line, file=sys.stderr))
     rows = [{"kernel": r["workload"], "backend": r["backend"], "status": r["status"],
@@ -175,9 +169,20 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+class _UsageError(Exception):
+    """A malformed command line; its message is the one line the user sees."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (what was wrong, where the help is), not the whole usage."""
+
+    def error(self, message: str):
+        raise _UsageError(f"{self.prog}: {message} (`{self.prog} --help` lists the options)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="refbench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="refbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="list registered workloads")
     p.add_argument("pattern", nargs="?", default=None, help="shell-style pattern, e.g. 'lenet*'")
@@ -198,22 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", type=_csv, default=["cpu"], help="e.g. cpu,cpu+compile,cuda+amp-bf16")
     p.add_argument("--modes", type=_csv, default=["train", "infer"])
     p.add_argument("--batch-sizes", type=_int_csv, default=[128])
-    p.add_argument("--iters", type=int, default=20, help="timed iterations per cell")
-    p.add_argument("--max-warmup", type=int, default=50, help="most warm-up steps before timing")
-    p.add_argument("--max-warmup-s", type=float, default=30.0, help="most warm-up seconds before timing")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds a cell may take before it is killed")
-    p.add_argument("--time-budget", type=float, default=None,
-                   help="seconds for the whole run; cells not started by then are recorded as timeout")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per cell (default: torch's)")
-    p.add_argument("--no-check", action="store_true", help="skip the fp64 correctness check")
-    p.add_argument("--fresh-compile-cache", action="store_true",
-                   help="give each cell an empty Inductor/Triton cache, so compile_s is a cold compile")
+    p.add_argument("--variant", dest="variants", type=variant_option, action="append", default=[],
+                   metavar="WORKLOAD:OPTION=VALUE", help="a workload's variant, e.g. lenet5:activation=tanh; repeatable")
+    Settings.add_arguments(p)
+    p.add_argument("--time-budget", type=positive_float, default=None,
+                   help="seconds for the whole run; cells not started by then are recorded as not_run")
     p.add_argument("--resume", action="store_true", help="skip cells already finished in --out")
     p.add_argument("--shard", default=None, help="i/n: run every n-th cell from the i-th (1-based)")
     p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"],
                    help="how each cell gets its own process (inline: none, for debugging)")
-    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                   help="import MODULE first (it may register more workloads); repeatable")
     p.add_argument("--out", default="results.jsonl", help="JSONL file the records are appended to")
     p.add_argument("--report", default=None, help="also write the Markdown report of --out here")
     p.set_defaults(func=cmd_run)
@@ -229,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5, help="isolated runs of one cell, for the run-to-run CV")
     p.add_argument("--iters", type=int, default=50, help="timed iterations per measurement")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=threads_option, default=1, help="torch CPU threads: N or all (default 1)")
     p.add_argument("--out", default=None, help="JSON file for the figures")
     p.set_defaults(func=cmd_validate)
 
@@ -266,7 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"refbench: error: {exc}", file=sys.stderr)
+        return 2
+    from bench.triton_mode import choose_triton_mode
+
+    choose_triton_mode()
+    from reference_models import RefbenchError
+
     try:
         return args.func(args)
     except RefbenchError as exc:

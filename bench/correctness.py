@@ -15,9 +15,16 @@ accuracy check:
 - a tensor whose error is within ``EAGER_MULTIPLIER`` times the error of
   plain eager fp32 on the same device (BatchNorm's backward at a small batch
   amplifies rounding in every precision) passes: the backend is as right as
-  PyTorch itself there.
+  PyTorch itself there. That yardstick is always an independent run: a
+  fresh model built from the same weights and stepped plainly in fp32
+  (``check_step``), never the run under test, so a plain ``cpu`` or
+  ``cuda`` cell can fail too. It is computed only when some tensor misses
+  the tolerance.
 
-NaN or Inf anywhere fails the cell.
+NaN or Inf anywhere fails the cell, and so does a difference in which
+tensors exist: every parameter with a gradient in the reference must have
+one in the run under test, and the reverse (a layer cut from the graph
+leaves its parameters without gradients).
 
 Randomness inside a step cannot be reproduced across devices and dtypes:
 dropout modules are switched off for the checked step (``dropout_off``), and
@@ -30,11 +37,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
+
+if TYPE_CHECKING:
+    from bench.step import Step
 
 # Relative RMS error allowed per precision. fp32 is tight (a whole network in
 # fp32 lands within ~1e-6 of fp64); TF32 and 16-bit formats lose 10-13
@@ -89,12 +99,17 @@ def _cpu64(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", torch.float64) if t.is_floating_point() else t.detach().cpu()
 
 
-def compare(actual: dict[str, torch.Tensor], reference: dict[str, torch.Tensor] | None, precision: str,
-            eager: dict[str, torch.Tensor] | None = None) -> Check:
+Tensors = dict[str, torch.Tensor]
+
+
+def compare(actual: Tensors, reference: Tensors | None, precision: str,
+            eager: Tensors | Callable[[], Tensors] | None = None) -> Check:
     """Compare named tensors with their fp64 reference (None: check only that they are finite).
 
-    ``eager`` holds the same tensors from plain eager fp32 on the cell's
-    device, whose own error sets the ``EAGER_MULTIPLIER`` allowance.
+    ``eager`` holds the same tensors from an independent plain eager fp32
+    run on the cell's device (or makes them when called, only if a tensor
+    misses the tolerance); its own error sets the ``EAGER_MULTIPLIER``
+    allowance.
     """
     check = Check(precision, tolerance(precision), compared=reference is not None)
     scale: dict[str, float] = {}
@@ -102,6 +117,21 @@ def compare(actual: dict[str, torch.Tensor], reference: dict[str, torch.Tensor] 
         if expected.is_floating_point() and expected.numel():
             rms = expected.norm().item() / expected.numel() ** 0.5
             scale[_kind(name)] = max(scale.get(_kind(name), 0.0), rms)
+    if reference is not None:
+        missing, extra = sorted(set(reference) - set(actual)), sorted(set(actual) - set(reference))
+        if missing:
+            check.problems.append(f"missing in the run under test, present in the reference: {', '.join(missing)}")
+        if extra:
+            check.problems.append(f"present in the run under test, absent from the reference: {', '.join(extra)}")
+    yardstick: list[Tensors] = []
+
+    def eager_tensors() -> Tensors | None:
+        if eager is None or isinstance(eager, dict):
+            return eager
+        if not yardstick:
+            yardstick.append(eager())
+        return yardstick[0]
+
     for name, value in actual.items():
         value = _cpu64(value)
         if value.is_floating_point() and not torch.isfinite(value).all():
@@ -110,8 +140,10 @@ def compare(actual: dict[str, torch.Tensor], reference: dict[str, torch.Tensor] 
         if reference is None:
             continue
         expected = reference.get(name)
-        if expected is None or expected.shape != value.shape:
-            check.problems.append(f"{name}: no reference of the same shape")
+        if expected is None:
+            continue   # named above
+        if expected.shape != value.shape:
+            check.problems.append(f"{name}: shape {tuple(value.shape)}, the reference's {tuple(expected.shape)}")
             continue
         if not value.is_floating_point():
             if not torch.equal(value, expected):
@@ -125,8 +157,9 @@ def compare(actual: dict[str, torch.Tensor], reference: dict[str, torch.Tensor] 
             check.max_rel_err, check.worst = rel_err, name
         if rel_err <= check.tolerance:
             continue
-        if eager is not None and name in eager:
-            eager_error = (_cpu64(eager[name]) - expected).norm().item()
+        plain = eager_tensors()
+        if plain is not None and name in plain:
+            eager_error = (_cpu64(plain[name]) - expected).norm().item()
             if error <= EAGER_MULTIPLIER * eager_error:
                 continue
         check.problems.append(f"{name}: relative error {rel_err:.2e} > {check.tolerance:.0e} ({precision})")
@@ -134,7 +167,7 @@ def compare(actual: dict[str, torch.Tensor], reference: dict[str, torch.Tensor] 
 
 
 def step_tensors(output: Any, model: nn.Module | None) -> dict[str, torch.Tensor]:
-    """What a step produced, by name: its outputs and, when ``model`` is given, its parameters' gradients."""
+    """What a step produced, by name: its outputs and, when ``model`` is given, the gradients its parameters have."""
     leaves, _ = tree_flatten(output)
     tensors = {f"output[{i}]": t for i, t in enumerate(leaves) if isinstance(t, torch.Tensor)}
     if model is not None:
@@ -210,3 +243,32 @@ def reference_step(build: Callable[[], nn.Module], state: dict[str, torch.Tensor
     """The fp64 CPU reference of one step, or None when the step is random (module docstring)."""
     tensors, random = replay_step(build, state, batch, run, train=train)
     return None if random else tensors
+
+
+def check_step(step: "Step", output: Any) -> Check:
+    """Judge the first step of ``step`` (which returned ``output``, run with ``CHECK_SEED`` and ``dropout_off``).
+
+    The reference is the same step in float64 on the CPU from
+    ``step.initial_state``; the eager allowance comes from an independent
+    fresh fp32 run on the step's device (module docstring). A step that
+    draws random numbers is checked for NaN/Inf only.
+    """
+    model = step.model if step.train else None
+    live = step_tensors(output, model)
+    if step.initial_state is None:
+        return compare(live, None, step.backend.precision)
+    reference = reference_step(step.fresh_model, step.initial_state, step.batch, step.reference_run, train=step.train)
+    if reference is None:
+        return compare(live, None, step.backend.precision)
+    return compare(live, reference, step.backend.precision, lambda: _eager_fp32(step))
+
+
+def _eager_fp32(step: "Step") -> Tensors:
+    """The checked step in plain eager fp32 (TF32 off) on the step's device, on a fresh model."""
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        return replay_step(step.fresh_model, step.initial_state, step.batch, step.reference_run, train=step.train,
+                           device=step.device, dtype=torch.float32)[0]
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags

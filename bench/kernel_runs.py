@@ -12,6 +12,7 @@ import torch
 
 from bench.environment import collect_env
 from bench.results import ResultWriter, new_run_id
+from bench.triton_mode import interpreting
 from reference_models import RefbenchError, get_workload, list_models
 
 KERNELS = ("softmax", "conv2d")
@@ -40,7 +41,9 @@ def run_kernel_sweep(kernel: str, *, device: str | None = None, quick: bool = Fa
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise RefbenchError("--device cuda asked for, but this machine has no CUDA device")
     if torch.device(device).type == "cpu":
-        os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernel modules import triton
+        if not interpreting():
+            raise RefbenchError("on a CPU the Triton kernels run only in Triton's interpreter: set TRITON_INTERPRET=1 "
+                                "before triton is imported (the refbench command does so on a machine without a GPU)")
         log(f"note: {CPU_NOTE}")
     run_id, env = new_run_id(), collect_env()
     with ResultWriter(out) as writer:

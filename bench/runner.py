@@ -17,7 +17,6 @@ child starts with its own CUDA context. ``"inline"`` measures in this process
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing
 import os
@@ -26,104 +25,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
-from bench import backends
-from bench.cell import CellSpec, Outcome
 from bench.environment import collect_env
-from bench.results import ResultWriter, cell_key, make_record, new_run_id, read_results
-from reference_models import RefbenchError, get_workload, list_models
+from bench.matrix import Cell, Matrix
+from bench.results import MATRIX_MODES, ResultWriter, cell_key, make_record, new_run_id, read_results
+from bench.settings import Settings
+from bench.throughput import Outcome
+from reference_models import RefbenchError
 
-MODES = ("train", "infer")
 ISOLATIONS = ("forkserver", "subprocess", "inline")
 # Cells a resumed run measures again: those that never got to finish.
-RETRY_STATUSES = ("timeout", "error")
-
-
-@dataclass(frozen=True)
-class Cell:
-    workload: str
-    backend: str
-    mode: str
-    batch_size: int
-    variant: dict[str, Any] = field(default_factory=dict)
-
-    def key(self) -> tuple:
-        return cell_key(dataclasses.asdict(self))
-
-
-@dataclass
-class MatrixSpec:
-    workloads: list[str]               # names or shell patterns; "all" is every registered workload
-    backends: list[str]
-    modes: list[str]
-    batch_sizes: list[int]
-    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
-    iters: int = 20
-    max_warmup: int = 50
-    max_warmup_s: float = 30.0
-    timeout_s: float = 600.0
-    check: bool = True
-    energy_s: float = 1.0
-    threads: int | None = None
-    fresh_compile_cache: bool = False
-    imports: tuple[str, ...] = ()
-
-    def workload_names(self) -> list[str]:
-        """Expand "all" and shell patterns against the registry; plain names must be registered."""
-        names: list[str] = []
-        for item in self.workloads:
-            if item == "all" or any(ch in item for ch in "*?["):
-                matched = list_models(None if item == "all" else item)
-                if not matched:
-                    raise RefbenchError(f"no registered workload matches {item!r} (`refbench list` shows them)")
-            else:
-                get_workload(item)
-                matched = [item]
-            names += [n for n in matched if n not in names]
-        return names
-
-    def validate(self) -> None:
-        import importlib
-
-        for module in self.imports:
-            try:
-                importlib.import_module(module)
-            except ImportError as exc:
-                raise RefbenchError(f"cannot import {module!r}: {exc}") from None
-        if not self.workloads:
-            raise RefbenchError("no workloads given; use --workloads NAME,... or all")
-        self.workload_names()
-        if not self.backends:
-            raise RefbenchError("no backends given; use --backends cpu,cpu+compile,...")
-        for name in self.backends:
-            backends.resolve(name)
-        bad_modes = [m for m in self.modes if m not in MODES]
-        if bad_modes or not self.modes:
-            raise RefbenchError(f"unknown mode {', '.join(bad_modes) or '(none)'}; use {' or '.join(MODES)}")
-        bad_sizes = [b for b in self.batch_sizes if b < 1]
-        if bad_sizes or not self.batch_sizes:
-            raise RefbenchError(f"batch sizes must be positive integers, got {bad_sizes or 'none'}")
-        if self.iters < 1:
-            raise RefbenchError(f"--iters must be at least 1, got {self.iters}")
-        if self.threads is not None and self.threads < 1:
-            raise RefbenchError(f"--threads must be at least 1, got {self.threads}")
-        if self.timeout_s <= 0:
-            raise RefbenchError(f"--timeout must be positive, got {self.timeout_s}")
-
-    def cells(self) -> list[Cell]:
-        """Every cell, backend-major: with a time budget the costly backends listed last are cut first."""
-        names = self.workload_names()
-        return [Cell(w, b, m, bs, dict(self.variants.get(w, {})))
-                for b in self.backends for w in names for m in self.modes for bs in self.batch_sizes]
-
-    def cell_spec(self, cell: Cell) -> CellSpec:
-        return CellSpec(workload=cell.workload, backend=cell.backend, mode=cell.mode, batch_size=cell.batch_size,
-                        variant=cell.variant, iters=self.iters, max_warmup=self.max_warmup,
-                        max_warmup_s=self.max_warmup_s, check=self.check, energy_s=self.energy_s,
-                        threads=self.threads, fresh_compile_cache=self.fresh_compile_cache, imports=tuple(self.imports))
+RETRY_STATUSES = ("timeout", "error", "not_run")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -144,68 +58,63 @@ def select(cells: list[Cell], *, shard: tuple[int, int] | None = None,
         index, count = shard
         cells = cells[index - 1::count]
     finished = set(done)
-    return [c for c in cells if _resolved_key(c) not in finished]
+    return [c for c in cells if c.key() not in finished]
 
 
 def finished_keys(path: str | os.PathLike) -> set[tuple]:
     """Cell keys with a final record in ``path`` (``RETRY_STATUSES`` are measured again)."""
     if not Path(path).exists():
         return set()
-    return {cell_key(r) for r in read_results(path) if r.get("mode") in MODES and r["status"] not in RETRY_STATUSES}
+    return {cell_key(r) for r in read_results(path)
+            if r.get("mode") in MATRIX_MODES and r["status"] not in RETRY_STATUSES}
 
 
-def _resolved_variant(workload: str, variant: dict[str, Any]) -> dict[str, Any]:
-    """The variant with the workload's defaults filled in, as records carry it."""
-    try:
-        return get_workload(workload).resolve_variant(**variant)
-    except RefbenchError:
-        return dict(variant)
+def cell_record(cell: Cell, outcome: Outcome, *, run_id: str, env: dict) -> dict:
+    """The result record of ``cell``."""
+    return make_record(run_id=run_id, env=env, workload=cell.workload, variant=cell.variant, backend=cell.backend,
+                       mode=cell.mode, batch_size=cell.batch_size, dataset=outcome.dataset, status=outcome.status,
+                       error=outcome.error, metrics=outcome.metrics)
 
 
-def _resolved_key(cell: Cell) -> tuple:
-    return dataclasses.replace(cell, variant=_resolved_variant(cell.workload, cell.variant)).key()
-
-
-def run_matrix(spec: MatrixSpec, out: str | os.PathLike, *, resume: bool = False,
+def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False,
                shard: tuple[int, int] | None = None, isolation: str = "forkserver",
                time_budget_s: float | None = None, on_record: Callable[[dict], None] = lambda r: None) -> list[dict]:
-    """Run the cells of ``spec`` (module docstring); return the records appended to ``out``."""
-    spec.validate()
+    """Run the cells of ``matrix`` (module docstring); return the records appended to ``out``."""
     if isolation not in ISOLATIONS:
         raise RefbenchError(f"unknown isolation {isolation!r}; use one of {', '.join(ISOLATIONS)}")
-    cells = select(spec.cells(), shard=shard, done=finished_keys(out) if resume else ())
-    if spec.threads:
-        import torch
+    if time_budget_s is not None and time_budget_s <= 0:
+        raise RefbenchError(f"--time-budget must be positive, got {time_budget_s:g}")
+    cells = select(matrix.cells(), shard=shard, done=finished_keys(out) if resume else ())
+    settings = matrix.settings
+    from bench.step import set_threads
 
-        torch.set_num_threads(spec.threads)  # so the environment records the threads the cells use
+    set_threads(settings.threads)  # so the environment records the threads the cells use
     run_id, env = new_run_id(), collect_env()
-    launcher = _Launcher(isolation, spec.timeout_s)
+    launcher = _Launcher(isolation, settings.timeout_s)
     started = time.perf_counter()
     records = []
     with ResultWriter(out) as writer:
         for cell in cells:
-            if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
-                outcome = Outcome("timeout", _resolved_variant(cell.workload, cell.variant),
-                                  error=f"not run: the matrix's time budget of {time_budget_s:.0f} s was used up")
+            if cell.skip:
+                outcome = Outcome("skipped", cell.skip)
+            elif time_budget_s is not None and time.perf_counter() - started > time_budget_s:
+                outcome = Outcome("not_run", f"the matrix's time budget of {time_budget_s:g} s was used up "
+                                             "before this cell started; `--resume` runs it")
             else:
-                outcome = _static_skip(cell, spec) or launcher.run(spec.cell_spec(cell))
-            record = make_record(run_id=run_id, env=env, workload=cell.workload, variant=outcome.variant,
-                                 backend=cell.backend, mode=cell.mode, batch_size=cell.batch_size,
-                                 dataset=outcome.dataset, status=outcome.status, error=outcome.error,
-                                 metrics=outcome.metrics)
+                outcome = launcher.run(cell, settings)
+            record = cell_record(cell, outcome, run_id=run_id, env=env)
             writer.append(record)
             records.append(record)
             on_record(record)
     return records
 
 
-def _static_skip(cell: Cell, spec: MatrixSpec) -> Outcome | None:
-    """A skip decided without building anything costs no process."""
-    workload = get_workload(cell.workload)
-    reason = backends.resolve(cell.backend).skip_reason(workload, cell.mode)
-    if reason is None:
-        return None
-    return Outcome("skipped", _resolved_variant(cell.workload, cell.variant), error=reason)
+def run_cell(cell: Cell, settings: Settings | None = None, *, isolation: str = "forkserver") -> dict:
+    """Measure one cell (``bench.matrix.plan_cell`` makes one) and return its record, written nowhere."""
+    settings = settings or Settings()
+    settings.validate()
+    outcome = Outcome("skipped", cell.skip) if cell.skip else _Launcher(isolation, settings.timeout_s).run(cell, settings)
+    return cell_record(cell, outcome, run_id=new_run_id(), env=collect_env())
 
 
 class _Launcher:
@@ -221,27 +130,27 @@ class _Launcher:
             self.context = multiprocessing.get_context("forkserver")
             self.context.set_forkserver_preload(["bench.worker"])
 
-    def run(self, spec: CellSpec) -> Outcome:
+    def run(self, cell: Cell, settings: Settings) -> Outcome:
         if self.isolation == "inline":
             from bench.worker import execute
 
-            return execute(spec)
+            return execute(cell, settings)
+        payload = {"cell": cell.to_dict(), "settings": settings.to_dict()}
         with tempfile.TemporaryDirectory(prefix="refbench-cell-") as tmp:
             result, log = os.path.join(tmp, "result.json"), os.path.join(tmp, "log.txt")
-            exitcode, timed_out = self._start(spec, result, log, tmp)
+            exitcode, timed_out = self._start(payload, result, log, tmp)
             if os.path.exists(result):
                 with open(result, encoding="utf-8") as f:
-                    data = json.load(f)
-                return Outcome(**data)
-            return self._failure(spec, exitcode, timed_out, Path(log).read_text(errors="replace")
+                    return Outcome(**json.load(f))
+            return self._failure(exitcode, timed_out, Path(log).read_text(errors="replace")
                                  if os.path.exists(log) else "")
 
-    def _start(self, spec: CellSpec, result: str, log: str, tmp: str) -> tuple[int | None, bool]:
+    def _start(self, payload: dict, result: str, log: str, tmp: str) -> tuple[int | None, bool]:
         launched_at = time.time()
         if self.isolation == "forkserver":
             from bench.worker import run_child
 
-            process = self.context.Process(target=run_child, args=(spec.to_dict(), result, log, launched_at),
+            process = self.context.Process(target=run_child, args=(payload, result, log, launched_at),
                                            daemon=True)
             process.start()
             process.join(self.timeout_s)
@@ -251,9 +160,9 @@ class _Launcher:
                 process.kill()
                 process.join()
             return process.exitcode, timed_out
-        spec_path = os.path.join(tmp, "spec.json")
+        spec_path = os.path.join(tmp, "cell.json")
         with open(spec_path, "w", encoding="utf-8") as f:
-            json.dump(spec.to_dict(), f)
+            json.dump(payload, f)
         with open(log, "wb") as log_file:
             child = subprocess.Popen([sys.executable, "-m", "bench.worker", spec_path, result, repr(launched_at)],
                                      stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
@@ -265,18 +174,17 @@ class _Launcher:
                 child.kill()
                 return child.wait(), True
 
-    def _failure(self, spec: CellSpec, exitcode: int | None, timed_out: bool, log: str) -> Outcome:
+    def _failure(self, exitcode: int | None, timed_out: bool, log: str) -> Outcome:
         from bench.worker import error_tail
 
         tail = error_tail(log)
         said = f"; its last output: {tail}" if tail else ""
-        variant = _resolved_variant(spec.workload, spec.variant)
         if timed_out:
-            return Outcome("timeout", variant, error=f"no result within {self.timeout_s:g} s, killed{said}")
+            return Outcome("timeout", f"no result within {self.timeout_s:g} s, killed{said}")
         how = (f"killed by {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0
                else f"exit status {exitcode}")
         status = "oom" if "out of memory" in log.lower() else "error"
-        return Outcome(status, variant, error=f"the worker died ({how}) without a result{said}")
+        return Outcome(status, f"the worker died ({how}) without a result{said}")
 
 
 def _kill_group(pid: int) -> None:

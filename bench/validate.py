@@ -28,28 +28,25 @@ from pathlib import Path
 import torch
 from torch.utils import benchmark
 
-from bench import backends
-from bench.runner import MatrixSpec, run_matrix
+from bench.matrix import Matrix
+from bench.runner import run_matrix
+from bench.settings import Settings
+from bench.step import prepare, set_threads
 from bench.timing import Measurement, StepTimer, measure
-from reference_models import RefbenchError, get_workload
+from reference_models import RefbenchError
 
 TOLERANCE = {"cuda": 0.03, "cpu": 0.05}
 
 
 def agreement(name: str, device: str, batch_size: int, *, iters: int = 50, rounds: int = 3) -> dict:
-    """refbench's and torch.utils.benchmark's median of the same train step, in milliseconds."""
-    workload = get_workload(name)
-    backends.resolve(device).configure()
-    torch.manual_seed(0)
-    model = workload.make().to(device).train()
-    batch = workload.example_batch(batch_size, device)
-    optimizer = workload.configure_optimizer(model, workload.recipe(workload.throughput_recipe))
+    """refbench's and torch.utils.benchmark's median of the same train step, in milliseconds.
 
-    def step():
-        return workload.train_step(model, batch, optimizer)
-
+    Timer runs at the thread count the step runs at (its default is one thread).
+    """
+    step = prepare(name, device, "train", batch_size, keep_reference_state=False)
     ours, single, blocked = [], [], []
-    timer, step_timer = benchmark.Timer(stmt="step()", globals={"step": step}), StepTimer(device)
+    timer = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
+    step_timer = StepTimer(device)
     measure(step, device, iters=1, max_warmup=20, max_warmup_s=10)
     for _ in range(rounds):
         for _ in range(iters):
@@ -72,14 +69,14 @@ def import_seconds() -> float:
 
 def isolated_runs(name: str, device: str, batch_size: int, *, repeats: int, iters: int, threads: int | None) -> dict:
     """Run one cell ``repeats`` times in its own process: overhead per phase and run-to-run CV."""
-    spec = MatrixSpec(workloads=[name], backends=[device], modes=["train"], batch_sizes=[batch_size], iters=iters,
-                      max_warmup=20, max_warmup_s=10, threads=threads)
+    matrix = Matrix(workloads=[name], backends=[device], modes=["train"], batch_sizes=[batch_size],
+                    settings=Settings(iters=iters, max_warmup=20, max_warmup_s=10, threads=threads))
     records = []
     with tempfile.TemporaryDirectory(prefix="refbench-validate-") as tmp:
         out = Path(tmp) / "cells.jsonl"
         for _ in range(repeats):
             started = time.perf_counter()
-            (record,) = run_matrix(spec, out)
+            (record,) = run_matrix(matrix, out)
             record["wall_s"] = time.perf_counter() - started
             records.append(record)
     bad = [r for r in records if r["status"] != "ok"]
@@ -105,8 +102,7 @@ def validate(*, workloads, device: str | None = None, batch_size: int = 64, repe
         raise RefbenchError("--device cuda asked for, but this machine has no CUDA device")
     if batch_size < 1 or repeats < 1 or iters < 1:
         raise RefbenchError("--batch-size, --repeats and --iters must be positive")
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     tolerance = TOLERANCE[device]
     agreements = [agreement(name, device, batch_size, iters=iters) for name in workloads]
     result = {

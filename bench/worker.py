@@ -1,9 +1,9 @@
 """The child side of one isolated cell: measure it, write one result, never raise.
 
-``python -m bench.worker SPEC.json RESULT.json`` (or ``run_child`` in a
+``python -m bench.worker CELL.json RESULT.json`` (or ``run_child`` in a
 process forked from the runner's fork server, which has torch and the
-workloads imported already) reads a ``CellSpec``, measures the cell and
-writes its outcome as JSON. Every failure the child can still see becomes
+workloads imported already) reads a cell and its settings (bench.matrix),
+measures the cell (bench.throughput) and writes its outcome as JSON. Every failure the child can still see becomes
 an outcome: a CUDA out-of-memory is ``oom``, any other exception ``error``
 with the tail of its traceback. What it cannot see (a crash, a hang, a
 kill) the parent turns into ``error`` or ``timeout`` from the exit status
@@ -23,7 +23,9 @@ from dataclasses import asdict
 
 import torch
 
-from bench.cell import CellSpec, Outcome, measure_cell
+from bench.matrix import Cell
+from bench.settings import Settings
+from bench.throughput import Outcome, measure_cell
 from reference_models import RefbenchError
 
 ERROR_TAIL_CHARS = 2000
@@ -34,22 +36,22 @@ def error_tail(text: str, limit: int = ERROR_TAIL_CHARS) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
-def execute(spec: CellSpec) -> Outcome:
-    """Measure ``spec`` in this process, mapping every exception to an outcome."""
+def execute(cell: Cell, settings: Settings) -> Outcome:
+    """Measure ``cell`` in this process, mapping every exception to an outcome."""
     try:
-        for module in spec.imports:
+        for module in settings.imports:
             importlib.import_module(module)
-        if not spec.fresh_compile_cache:
-            return _with_cache_note(measure_cell(spec), "shared")
+        if not settings.fresh_compile_cache:
+            return _with_cache_note(measure_cell(cell, settings), "shared")
         with tempfile.TemporaryDirectory(prefix="refbench-inductor-") as cache, _environ(
                 TORCHINDUCTOR_CACHE_DIR=cache, TRITON_CACHE_DIR=os.path.join(cache, "triton")):
-            return _with_cache_note(measure_cell(spec), "fresh")
+            return _with_cache_note(measure_cell(cell, settings), "fresh")
     except torch.cuda.OutOfMemoryError as exc:
-        return Outcome("oom", dict(spec.variant), error=error_tail(str(exc)))
+        return Outcome("oom", error_tail(str(exc)))
     except RefbenchError as exc:
-        return Outcome("error", dict(spec.variant), error=str(exc))
+        return Outcome("error", str(exc))
     except Exception:  # the cell's own failure, reported with its traceback
-        return Outcome("error", dict(spec.variant), error=error_tail(traceback.format_exc()))
+        return Outcome("error", error_tail(traceback.format_exc()))
 
 
 def _with_cache_note(outcome: Outcome, cache: str) -> Outcome:
@@ -73,7 +75,7 @@ def _environ(**values: str):
                 os.environ[key] = value
 
 
-def run_child(spec_data: dict, result_path: str, log_path: str | None = None,
+def run_child(payload: dict, result_path: str, log_path: str | None = None,
               launched_at: float | None = None) -> None:
     """Entry point in the child: own process group (so a timeout kills its helpers too), output to ``log_path``.
 
@@ -88,7 +90,7 @@ def run_child(spec_data: dict, result_path: str, log_path: str | None = None,
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
-    outcome = execute(CellSpec.from_dict(spec_data))
+    outcome = execute(Cell.from_dict(payload["cell"]), Settings.from_dict(payload["settings"]))
     phases = outcome.metrics.get("phases_s")
     if phases is not None and launched_at is not None:
         outcome.metrics["phases_s"] = {"startup_s": entered - launched_at, **phases}
@@ -101,11 +103,11 @@ def run_child(spec_data: dict, result_path: str, log_path: str | None = None,
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) not in (2, 3):
-        print("usage: python -m bench.worker SPEC.json RESULT.json [LAUNCHED_AT]", file=sys.stderr)
+        print("usage: python -m bench.worker CELL.json RESULT.json [LAUNCHED_AT]", file=sys.stderr)
         return 2
     with open(argv[0], encoding="utf-8") as f:
-        spec = json.load(f)
-    run_child(spec, argv[1], launched_at=float(argv[2]) if len(argv) == 3 else None)
+        payload = json.load(f)
+    run_child(payload, argv[1], launched_at=float(argv[2]) if len(argv) == 3 else None)
     return 0
 
 

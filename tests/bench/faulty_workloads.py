@@ -1,7 +1,7 @@
 """Workloads that exist only for the harness's tests: one tiny and healthy, the others broken on purpose.
 
 Importing this module registers them; the runner's children import it too
-(``MatrixSpec(imports=...)``), so nothing outside the tests sees them.
+(``Settings(imports=...)``), so nothing outside the tests sees them.
 """
 import os
 import time
@@ -77,3 +77,19 @@ class SearchWorkload(_Tiny):
     name = "test_search"
     task = "hpo"
     untimed_reason = "a hyper-parameter search has no single step to time"
+
+
+@register_model
+class BatchNormWorkload(Workload):
+    """Healthy but ill-conditioned: a conv bias in front of BatchNorm has a gradient that is zero in exact
+    arithmetic, and plain fp32 lands ~2e-4 of the step's scale from fp64 at batch 2, above fp32's tolerance."""
+
+    name = "test_batchnorm"
+    source = "refbench tests"
+    input_shape = (3, 16, 16)
+    recipes = {"fast": Recipe(optimizer="adam", lr=1e-3)}
+
+    def build(self) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                             nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                             nn.Flatten(), nn.Linear(32 * 16 * 16, 10))

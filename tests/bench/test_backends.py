@@ -4,8 +4,9 @@ import torch
 
 import tests.bench.faulty_workloads  # noqa: F401  registers the test workloads
 from bench.backends import SkipCell, resolve
-from bench.cell import CellSpec, measure_cell
-from bench.runner import MatrixSpec
+from bench.matrix import Matrix, plan_cell
+from bench.settings import Settings
+from bench.throughput import measure_cell
 from reference_models import RefbenchError, get_workload
 
 
@@ -16,6 +17,7 @@ def test_names_compose_and_a_bare_modifier_means_cuda():
     assert resolve("tf32").device == "cuda" and resolve("tf32").precision == "tf32"
     assert resolve("cpu+compile").device == "cpu" and resolve("cpu").precision == "fp32"
     assert resolve("cpu+int8").precision == "int8"
+    assert resolve("int8").device == "cpu"   # dynamic quantization's kernels are CPU kernels
 
 
 @pytest.mark.parametrize("name, message", [
@@ -46,7 +48,8 @@ def test_gpu_combinations_pass_the_static_checks_where_a_gpu_exists():
     for name in ("cuda", "tf32", "amp-bf16", "compile", "compile-max-autotune", "cudagraphs", "channels-last"):
         assert resolve(name).skip_reason(mlp, "train", cuda_available=True) is None
     assert "GradScaler" in resolve("cudagraphs+amp-fp16").skip_reason(mlp, "train", cuda_available=True)
-    assert resolve("int8").skip_reason(mlp, "infer", cuda_available=True).startswith("int8 dynamic quantization runs on CPU")
+    assert resolve("cuda+int8").skip_reason(mlp, "infer", cuda_available=True).startswith("int8 dynamic quantization runs on CPU")
+    assert resolve("int8").skip_reason(mlp, "infer", cuda_available=True) is None
 
 
 def test_triton_swaps_lenet_convs_and_skips_a_model_without_any():
@@ -65,21 +68,20 @@ def test_channels_last_and_int8_skip_models_they_cannot_change():
 
 
 def test_int8_measures_mlp_inference_within_the_int8_tolerance():
-    outcome = measure_cell(CellSpec("mlp", "cpu+int8", "infer", 8, iters=2, max_warmup=2))
+    outcome = measure_cell(plan_cell("mlp", "cpu+int8", "infer", 8), Settings(iters=2, max_warmup=2))
     assert outcome.status == "ok", outcome.error
     assert outcome.metrics["correctness"]["precision"] == "int8"
     assert 0 < outcome.metrics["correctness"]["max_rel_err"] <= 0.1
 
 
 def test_cpu_compile_runs_and_records_its_compile_time():
-    outcome = measure_cell(CellSpec("test_tiny", "cpu+compile", "infer", 4, iters=2, max_warmup=2))
+    outcome = measure_cell(plan_cell("test_tiny", "cpu+compile", "infer", 4), Settings(iters=2, max_warmup=2))
     assert outcome.status == "ok", outcome.error
     assert outcome.metrics["compile_s"] > 0 and outcome.metrics["correctness"]["max_rel_err"] < 1e-4
 
 
 def test_all_and_patterns_select_from_the_registry():
-    spec = MatrixSpec(workloads=["all"], backends=["cpu"], modes=["infer"], batch_sizes=[1])
-    assert {"mlp", "lenet5", "test_tiny"} <= set(spec.workload_names())
-    assert MatrixSpec(workloads=["lenet*"], backends=["cpu"], modes=["infer"], batch_sizes=[1]).workload_names() == ["lenet5"]
+    assert {"mlp", "lenet5", "test_tiny"} <= set(Matrix(workloads=["all"], backends=["cpu"]).workload_names())
+    assert Matrix(workloads=["lenet*"], backends=["cpu"]).workload_names() == ["lenet5"]
     with pytest.raises(RefbenchError, match="no registered workload matches"):
-        MatrixSpec(workloads=["zz*"], backends=["cpu"], modes=["infer"], batch_sizes=[1]).workload_names()
+        Matrix(workloads=["zz*"], backends=["cpu"]).workload_names()

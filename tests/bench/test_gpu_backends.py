@@ -1,7 +1,9 @@
 """Every GPU backend on small workloads, each cell in its own process (needs a CUDA device)."""
 import pytest
 
-from bench.runner import MatrixSpec, run_matrix
+from bench.matrix import Matrix
+from bench.runner import run_matrix
+from bench.settings import Settings
 
 pytestmark = pytest.mark.gpu
 
@@ -12,8 +14,8 @@ GPU_BACKENDS = ["cuda", "tf32", "amp-bf16", "amp-fp16", "compile", "cudagraphs",
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu") / "r.jsonl"
-    spec = MatrixSpec(workloads=["mlp", "lenet5"], backends=GPU_BACKENDS, modes=["train", "infer"],
-                      batch_sizes=[128], iters=10, max_warmup=10, energy_s=0.2)
+    spec = Matrix(workloads=["mlp", "lenet5"], backends=GPU_BACKENDS, modes=["train", "infer"],
+                  batch_sizes=[128], settings=Settings(iters=10, max_warmup=10, energy_s=0.2))
     return {(r["workload"], r["backend"], r["mode"]): r for r in run_matrix(spec, out)}
 
 

@@ -3,14 +3,16 @@ import pandas as pd
 import pytest
 
 from bench.results import FIELDS, SCHEMA_VERSION, STATUSES, make_record, read_results
-from bench.runner import MatrixSpec, run_matrix
+from bench.matrix import Matrix
+from bench.runner import run_matrix
+from bench.settings import Settings
 
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     out = tmp_path_factory.mktemp("results") / "r.jsonl"
-    spec = MatrixSpec(workloads=["test_tiny"], backends=["cpu", "cuda"], modes=["train"], batch_sizes=[3],
-                      iters=3, max_warmup=2, imports=("tests.bench.faulty_workloads",))
+    spec = Matrix(workloads=["test_tiny"], backends=["cpu", "cuda"], modes=["train"], batch_sizes=[3],
+                  settings=Settings(iters=3, max_warmup=2, imports=("tests.bench.faulty_workloads",)))
     run_matrix(spec, out, isolation="inline")
     return out, read_results(out)
 

@@ -2,20 +2,21 @@
 import pytest
 
 from bench.results import cell_key, make_record, read_results, ResultWriter
-from bench.runner import MatrixSpec, parse_shard, run_matrix, select
+from bench.matrix import Matrix
+from bench.runner import parse_shard, run_matrix, select
+from bench.settings import Settings
 from reference_models import RefbenchError
 
 FAULTY = ("tests.bench.faulty_workloads",)
 
 
 def _spec():
-    return MatrixSpec(workloads=["test_tiny", "mlp"], backends=["cpu", "cpu+int8"], modes=["train", "infer"],
-                      batch_sizes=[2, 4], iters=2, max_warmup=2, imports=FAULTY)
+    return Matrix(workloads=["test_tiny", "mlp"], backends=["cpu", "cpu+int8"], modes=["train", "infer"],
+                  batch_sizes=[2, 4], settings=Settings(iters=2, max_warmup=2, imports=FAULTY))
 
 
 def test_shards_partition_the_matrix_the_same_way_every_time():
     spec = _spec()
-    spec.validate()
     cells = spec.cells()
     assert len(cells) == 16
     shards = [select(cells, shard=(i, 3)) for i in (1, 2, 3)]
@@ -32,8 +33,8 @@ def test_bad_shards_are_user_errors(text):
 
 def test_resume_skips_finished_cells_and_retries_those_that_never_finished(tmp_path):
     out = tmp_path / "r.jsonl"
-    spec = MatrixSpec(workloads=["test_tiny"], backends=["cpu", "cpu+int8"], modes=["train", "infer"],
-                      batch_sizes=[2], iters=2, max_warmup=2, imports=FAULTY)
+    spec = Matrix(workloads=["test_tiny"], backends=["cpu", "cpu+int8"], modes=["train", "infer"],
+                  batch_sizes=[2], settings=Settings(iters=2, max_warmup=2, imports=FAULTY))
     first = run_matrix(spec, out, shard=(1, 2), isolation="inline")
     assert [r["status"] for r in first] == ["ok", "skipped"]          # cpu train, int8 train
     # A cell that timed out earlier is measured again on resume.
@@ -44,3 +45,20 @@ def test_resume_skips_finished_cells_and_retries_those_that_never_finished(tmp_p
     assert [(r["backend"], r["mode"]) for r in second] == [("cpu", "infer"), ("cpu+int8", "infer")]
     assert run_matrix(spec, out, resume=True, isolation="inline") == []
     assert len({cell_key(r) for r in read_results(out)}) == 4
+
+
+def test_cells_a_time_budget_never_started_are_not_run_and_resume_runs_them(tmp_path):
+    out = tmp_path / "r.jsonl"
+    spec = Matrix(workloads=["test_tiny"], backends=["cpu", "cpu+int8"], modes=["train", "infer"],
+                  batch_sizes=[2], settings=Settings(iters=2, max_warmup=2, imports=FAULTY))
+    first = run_matrix(spec, out, isolation="inline", time_budget_s=1e-9)
+    assert [r["status"] for r in first] == ["not_run", "not_run", "skipped", "not_run"]
+    assert "time budget of 1e-09 s was used up before this cell started" in first[0]["error"]
+    second = run_matrix(spec, out, resume=True, isolation="inline")
+    assert [(r["backend"], r["mode"], r["status"]) for r in second] == [
+        ("cpu", "train", "ok"), ("cpu", "infer", "ok"), ("cpu+int8", "infer", "ok")]
+
+
+def test_bad_time_budget_is_a_user_error(tmp_path):
+    with pytest.raises(RefbenchError, match="--time-budget must be positive"):
+        run_matrix(_spec(), tmp_path / "r.jsonl", time_budget_s=0)

@@ -2,14 +2,17 @@
 import pytest
 
 from bench.results import read_results
-from bench.runner import MatrixSpec, run_matrix
+from bench.matrix import Matrix
+from bench.runner import run_matrix
+from bench.settings import Settings
 
 FAULTY = ("tests.bench.faulty_workloads",)
 
 
 def _spec(workloads, **kwargs):
-    return MatrixSpec(workloads=list(workloads), backends=["cpu"], modes=["infer"], batch_sizes=[4], iters=3,
-                      max_warmup=3, timeout_s=kwargs.pop("timeout_s", 60), imports=FAULTY, **kwargs)
+    return Matrix(workloads=list(workloads), backends=["cpu"], modes=["infer"], batch_sizes=[4],
+                  settings=Settings(iters=3, max_warmup=3, timeout_s=kwargs.pop("timeout_s", 60), imports=FAULTY,
+                                    **kwargs))
 
 
 @pytest.fixture(scope="module")
