@@ -9,7 +9,8 @@ order, the same for every runner:
 3. the model transformations (channels-last, Triton kernels), then train or
    eval mode; a float64 CPU copy of the weights here, before quantization,
    for the fp64 reference (``initial_state``);
-4. int8 quantization (inference);
+4. int8 quantization (inference), or the runner's own wrapper (``wrap_model``:
+   DistributedDataParallel for ``ddp``);
 5. the optimizer (capturable for CUDA graphs) and GradScaler (``amp-fp16``);
 6. the step function of a batch: the workload's ``train_step`` or
    ``eval_step`` under autocast, ``torch.compile`` d with a compile modifier.
@@ -130,14 +131,16 @@ def set_threads(threads: int | str | None) -> int:
 
 def prepare(workload: Workload | str, backend: backends.Backend | str, mode: str, batch_size: int, *,
             variant: dict[str, Any] | None = None, batch: Any = None, recipe: str | None = None,
-            seed: int = 0, threads: int | str | None = None, keep_reference_state: bool = True) -> Step:
+            seed: int = 0, threads: int | str | None = None, keep_reference_state: bool = True,
+            wrap_model: Callable[[nn.Module], nn.Module] | None = None) -> Step:
     """Build ``workload``'s step on ``backend`` (module docstring for the order).
 
     ``variant`` is completed with the workload's defaults (and
     ``attention=sdpa`` for the sdpa backend); ``batch`` defaults to the
     workload's synthetic ``example_batch``; ``recipe`` to its
     ``throughput_recipe``. A backend that cannot run the step raises
-    ``backends.SkipCell``.
+    ``backends.SkipCell``. ``wrap_model`` wraps the transformed model before
+    the optimizer is made (the reference state is taken before it).
     """
     workload = get_workload(workload) if isinstance(workload, str) else workload
     backend = backends.resolve(backend) if isinstance(backend, str) else backend
@@ -154,6 +157,8 @@ def prepare(workload: Workload | str, backend: backends.Backend | str, mode: str
     model.train(mode == "train")
     initial_state = fp64_copy(model.state_dict()) if keep_reference_state else None
     model = backend.quantize(model)
+    if wrap_model is not None:
+        model = wrap_model(model)
     optimizer = scaler = None
     if mode == "train":
         optimizer = _optimizer(workload, model, chosen, backend)
