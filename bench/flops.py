@@ -2,7 +2,8 @@
 
 The count runs the workload's own step on the meta device (shapes only, no
 arithmetic, no memory), so it costs nothing and does not depend on the
-backend: a cell's FLOPs are those of the fp32 model, and MFU compares the
+backend; a step that needs real data on the host (``pack_padded_sequence``
+reads its lengths on the CPU) is counted once on the CPU instead: a cell's FLOPs are those of the fp32 model, and MFU compares the
 achieved rate with the device's dense peak for the precision the backend
 computes in. A device missing from ``PEAK_TFLOPS`` gets no MFU rather than
 a guessed one.
@@ -40,13 +41,42 @@ def peak_tflops(device_name: str | None, precision: str) -> float | None:
     return None
 
 
-def step_flops(workload, variant: dict, batch_size: int, mode: str) -> int:
-    """FLOPs of one train step (forward and backward) or one inference step, counted on the meta device."""
-    with torch.device("meta"):
+class _TotalCounter(FlopCounterMode):
+    """FlopCounterMode without its per-module breakdown, of which only the total is wanted here: the module
+    tracker's backward hooks break ``autograd.grad(create_graph=True)`` (WGAN-GP's gradient penalty)."""
+
+    def __init__(self):
+        super().__init__(display=False)
+        self.mod_tracker = _NoModules()
+
+
+class _NoModules:
+    parents = ("Global",)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def step_flops(workload, variant: dict, batch_size: int, mode: str) -> tuple[int, str]:
+    """FLOPs of one train step (forward and backward) or one inference step, and the device counted on
+    ("meta", or "cpu" for a step that reads data on the host)."""
+    try:
+        return _count(workload, variant, batch_size, mode, "meta"), "meta"
+    except (NotImplementedError, RuntimeError) as exc:
+        if "meta" not in str(exc):
+            raise
+    return _count(workload, variant, batch_size, mode, "cpu"), "cpu"
+
+
+def _count(workload, variant: dict, batch_size: int, mode: str, device: str) -> int:
+    with torch.device(device):
         model = workload.make(**variant)
-    batch = tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t,
+    batch = tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t,
                      workload.example_batch(batch_size, "cpu"))
-    counter = FlopCounterMode(display=False)
+    counter = _TotalCounter()
     if mode == "train":
         model.train()
         optimizer = workload.configure_optimizer(model, workload.recipe(workload.throughput_recipe))
@@ -59,9 +89,10 @@ def step_flops(workload, variant: dict, batch_size: int, mode: str) -> int:
     return counter.get_total_flops()
 
 
-def throughput_metrics(flops: int, step_s: float, device_name: str | None, precision: str) -> dict:
+def throughput_metrics(flops: int, step_s: float, device_name: str | None, precision: str,
+                       counted_on: str = "meta") -> dict:
     """Achieved TFLOP/s and MFU (None where the device's peak is unknown)."""
     tflops = flops / step_s / 1e12
     peak = peak_tflops(device_name, precision)
-    return {"flops_per_step": flops, "tflops": tflops, "peak_tflops": peak,
+    return {"flops_per_step": flops, "flops_counted_on": counted_on, "tflops": tflops, "peak_tflops": peak,
             "mfu": tflops / peak if peak else None}

@@ -114,9 +114,9 @@ def _extras(step: Step, settings: Settings, median_s: float) -> dict[str, Any]:
 
     extras: dict[str, Any] = {}
     try:
-        flops = step_flops(step.workload, step.variant, step.batch_size, step.mode)
+        flops, counted_on = step_flops(step.workload, step.variant, step.batch_size, step.mode)
         gpu = collect_env().get("gpu") if step.device.type == "cuda" else None
-        extras.update(throughput_metrics(flops, median_s, gpu, step.backend.precision))
+        extras.update(throughput_metrics(flops, median_s, gpu, step.backend.precision, counted_on))
     except Exception as exc:  # a model that cannot be counted on the meta device
         extras["flops_skipped"] = f"{type(exc).__name__}: {exc}"
     if step.device.type == "cuda":

@@ -17,10 +17,24 @@ LENET_MACS = LENET_CONV1 + 16 * 10 * 10 * 150 + 400 * 120 + 120 * 84 + 84 * 10
 def test_flops_match_hand_counts(name, macs, first_layer_macs):
     workload = get_workload(name)
     variant = workload.resolve_variant()
-    assert step_flops(workload, variant, 16, "infer") == 16 * 2 * macs
+    assert step_flops(workload, variant, 16, "infer") == (16 * 2 * macs, "meta")
     # Backward: gradients of inputs and of weights, each as costly as the forward,
     # except that the first layer's input needs no gradient.
-    assert step_flops(workload, variant, 16, "train") == 16 * 2 * (3 * macs - first_layer_macs)
+    assert step_flops(workload, variant, 16, "train") == (16 * 2 * (3 * macs - first_layer_macs), "meta")
+
+
+def test_every_timed_workload_has_its_flops_counted():
+    """A double backward (WGAN-GP) and a step that reads lengths on the host (packed RNN sequences) included."""
+    from reference_models import list_models
+
+    for name in list_models():
+        workload = get_workload(name)
+        if workload.untimed_reason:
+            continue
+        for mode in ("train", "infer"):
+            flops, counted_on = step_flops(workload, workload.resolve_variant(), 2, mode)
+            assert flops > 0 and counted_on in ("meta", "cpu"), (name, mode)
+    assert step_flops(get_workload("attention_dot"), {}, 2, "infer")[1] == "cpu"
 
 
 @pytest.mark.parametrize("device, precision, peak", [
