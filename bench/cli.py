@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from typing import Sequence
 
@@ -83,6 +84,7 @@ def cmd_data(args) -> int:
 def cmd_run(args) -> int:
     from bench.matrix import Matrix
     from bench.runner import parse_shard, run_matrix
+    from bench.progress import Progress
     from bench.tables import print_table, record_row
 
     variants: dict = {}
@@ -94,13 +96,34 @@ def cmd_run(args) -> int:
     matrix.validate()
     shard = parse_shard(args.shard) if args.shard else None
     out = _writable(args.out)
-    records = run_matrix(matrix, out, resume=args.resume, shard=shard, isolation=args.isolation,
-                         time_budget_s=args.time_budget, on_record=lambda r: print(
-                             f"{r['workload']} {r['backend']} {r['mode']} bs={r['batch_size']}: {r['status']}"
-                             + (f" ({r['error'].splitlines()[0][:120]})" if r["error"] else ""), file=sys.stderr))
+    progress: list[Progress] = []
+
+    def on_record(r):
+        label = f"{r['workload']} {r['backend']} {r['mode']} bs={r['batch_size']}"
+        status = r["status"] + (f" ({r['error'].splitlines()[0][:100]})" if r["error"] else "")
+        if progress:
+            progress[0].update(label, status)
+        else:
+            print(f"{label}: {status}, finished by an earlier run that was stopped: appended", file=sys.stderr)
+
+    try:
+        records = run_matrix(matrix, out, resume=args.resume, retry=args.retry, shard=shard,
+                             isolation=args.isolation, time_budget_s=args.time_budget, on_record=on_record,
+                             on_start=lambda n: progress.append(Progress(n)))
+    finally:
+        for bar in progress:
+            bar.close()
     print_table([record_row(r) for r in records],
-                ["workload", "backend", "mode", "batch", "status", "samples/s", "median ms", "cv", "peak mem MB"])
+                ["workload", "backend", "mode", "batch", "status", "samples/s", "median ms", "cv", "peak mem MB",
+                 "note"])
     print(f"{len(records)} records appended to {out}")
+    unstable = [r for r in records if (r.get("metrics") or {}).get("unstable")]
+    if unstable:
+        reasons = sorted({reason.split(" (")[0].split(" kept")[0] for r in unstable
+                          for reason in r["metrics"]["noise"]["reasons"]})
+        print(f"warning: {len(unstable)} of {len(records)} cells are marked unstable ({'; '.join(reasons)}): "
+              "the machine was busy or the steps varied; rerun them on an idle machine before trusting "
+              "their ratios", file=sys.stderr)
     if args.report:
         from bench.report import write_report
 
@@ -169,6 +192,11 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def _terminate(signum, frame):
+    """SIGTERM ends a run as Ctrl-C does: the current cell's processes are killed, written records kept."""
+    raise KeyboardInterrupt
+
+
 class _UsageError(Exception):
     """A malformed command line; its message is the one line the user sees."""
 
@@ -209,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=positive_float, default=None,
                    help="seconds for the whole run; cells not started by then are recorded as not_run")
     p.add_argument("--resume", action="store_true", help="skip cells already finished in --out")
+    p.add_argument("--retry", type=_csv, default=[], metavar="STATUS,...",
+                   help="with --resume, measure cells with these statuses again too (e.g. oom,failed); "
+                        "timeout, error and not_run always are")
     p.add_argument("--shard", default=None, help="i/n: run every n-th cell from the i-th (1-based)")
     p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"],
                    help="how each cell gets its own process (inline: none, for debugging)")
@@ -272,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.triton_mode import choose_triton_mode
 
     choose_triton_mode()
+    signal.signal(signal.SIGTERM, _terminate)
     from reference_models import RefbenchError
 
     try:
@@ -280,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"refbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("refbench: interrupted; records written so far are kept", file=sys.stderr)
+        print("refbench: interrupted; records written so far are kept (`--resume` goes on)", file=sys.stderr)
         return 130
 
 

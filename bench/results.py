@@ -7,6 +7,7 @@ lines=True)`` reads the file directly.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import uuid
@@ -70,26 +71,89 @@ def cell_key(record: dict[str, Any]) -> tuple:
 
 
 class ResultWriter:
-    """Appends records to a JSONL file, flushing and fsyncing after each."""
+    """Appends records to a JSONL file: one ``write`` per whole line, fsynced, so a line is there or it is not.
+
+    Opening cuts off a partial last line that an interrupted run left
+    (``repaired_bytes`` says how much), so the next record starts on a line
+    of its own. A write that fails (a full disk) removes what it wrote of its
+    line and raises one RefbenchError; every complete record stays.
+    """
 
     def __init__(self, path: str | os.PathLike):
+        from reference_models import RefbenchError
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self.written = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self.repaired_bytes = self._cut_partial_line()
+        except OSError as exc:
+            raise RefbenchError(f"cannot write results to {self.path}: {exc.strerror}; "
+                                "choose a writable file path with --out") from None
+
+    def _cut_partial_line(self) -> int:
+        """Truncate the file after its last newline; return the bytes removed."""
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return 0
+        with open(self.path, "rb") as f:
+            end = size
+            while end > 0:
+                f.seek(max(0, end - 65536))
+                chunk = f.read(end - max(0, end - 65536))
+                newline = chunk.rfind(b"\n")
+                if newline >= 0:
+                    keep = end - len(chunk) + newline + 1
+                    break
+                end -= len(chunk)
+            else:
+                keep = 0
+        if keep < size:
+            os.truncate(self.path, keep)
+        return size - keep
 
     def append(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, sort_keys=True, default=_jsonable) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        from reference_models import RefbenchError
+
+        line = (dumps_record(record) + "\n").encode("utf-8")
+        try:
+            written = os.write(self._fd, line)
+            if written != len(line):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fsync(self._fd)
+        except OSError as exc:
+            try:
+                self._cut_partial_line()
+            except OSError:
+                pass
+            raise RefbenchError(
+                f"cannot write results to {self.path}: {exc.strerror or exc}; the {self.written} records written "
+                "before are complete and kept: free space (or choose another --out) and rerun with --resume") from None
+        self.written += 1
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def __enter__(self) -> "ResultWriter":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def dumps_record(record: dict[str, Any]) -> str:
+    """One record as one line of JSON."""
+    return json.dumps(record, sort_keys=True, default=_jsonable)
+
+
+def record_of(cell, outcome, *, run_id: str, env: dict[str, Any]) -> dict[str, Any]:
+    """The record of a matrix cell (bench.matrix.Cell) and what measuring it gave (an Outcome)."""
+    return make_record(run_id=run_id, env=env, workload=cell.workload, variant=cell.variant, backend=cell.backend,
+                       mode=cell.mode, batch_size=cell.batch_size, dataset=outcome.dataset, status=outcome.status,
+                       error=outcome.error, metrics=outcome.metrics)
 
 
 def read_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict[str, Any]]:

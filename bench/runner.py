@@ -17,9 +17,11 @@ child starts with its own CUDA context. ``"inline"`` measures in this process
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +32,7 @@ from typing import Callable, Iterable
 
 from bench.environment import collect_env
 from bench.matrix import Cell, Matrix
-from bench.results import MATRIX_MODES, ResultWriter, cell_key, make_record, new_run_id, read_results
+from bench.results import MATRIX_MODES, STATUSES, ResultWriter, cell_key, new_run_id, read_results, record_of
 from bench.settings import Settings
 from bench.throughput import Outcome
 from reference_models import RefbenchError
@@ -61,49 +63,58 @@ def select(cells: list[Cell], *, shard: tuple[int, int] | None = None,
     return [c for c in cells if c.key() not in finished]
 
 
-def finished_keys(path: str | os.PathLike) -> set[tuple]:
-    """Cell keys with a final record in ``path`` (``RETRY_STATUSES`` are measured again)."""
+def finished_keys(path: str | os.PathLike, retry: Iterable[str] = ()) -> set[tuple]:
+    """Cell keys with a final record in ``path`` (``RETRY_STATUSES`` and ``retry`` are measured again)."""
     if not Path(path).exists():
         return set()
-    return {cell_key(r) for r in read_results(path)
-            if r.get("mode") in MATRIX_MODES and r["status"] not in RETRY_STATUSES}
+    again = {*RETRY_STATUSES, *retry}
+    return {cell_key(r) for r in read_results(path) if r.get("mode") in MATRIX_MODES and r["status"] not in again}
 
 
-def cell_record(cell: Cell, outcome: Outcome, *, run_id: str, env: dict) -> dict:
-    """The result record of ``cell``."""
-    return make_record(run_id=run_id, env=env, workload=cell.workload, variant=cell.variant, backend=cell.backend,
-                       mode=cell.mode, batch_size=cell.batch_size, dataset=outcome.dataset, status=outcome.status,
-                       error=outcome.error, metrics=outcome.metrics)
-
-
-def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False,
+def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False, retry: Iterable[str] = (),
                shard: tuple[int, int] | None = None, isolation: str = "forkserver",
-               time_budget_s: float | None = None, on_record: Callable[[dict], None] = lambda r: None) -> list[dict]:
-    """Run the cells of ``matrix`` (module docstring); return the records appended to ``out``."""
+               time_budget_s: float | None = None, on_record: Callable[[dict], None] = lambda r: None,
+               on_start: Callable[[int], None] = lambda n: None) -> list[dict]:
+    """Run the cells of ``matrix`` (module docstring); return the records appended to ``out``.
+
+    Records a killed earlier run finished but never appended (left in the
+    cells' scratch folder next to ``out``) are appended first. ``on_start``
+    hears how many cells this run will measure.
+    """
     if isolation not in ISOLATIONS:
         raise RefbenchError(f"unknown isolation {isolation!r}; use one of {', '.join(ISOLATIONS)}")
     if time_budget_s is not None and time_budget_s <= 0:
         raise RefbenchError(f"--time-budget must be positive, got {time_budget_s:g}")
-    cells = select(matrix.cells(), shard=shard, done=finished_keys(out) if resume else ())
+    bad_retry = sorted(set(retry) - set(STATUSES))
+    if bad_retry:
+        raise RefbenchError(f"--retry {', '.join(bad_retry)}: not a status; statuses: {', '.join(STATUSES)}")
+    cells = matrix.cells()
     settings = matrix.settings
     from bench.step import set_threads
 
     set_threads(settings.threads)  # so the environment records the threads the cells use
     run_id, env = new_run_id(), collect_env()
-    launcher = _Launcher(isolation, settings.timeout_s)
-    started = time.perf_counter()
     records = []
     with ResultWriter(out) as writer:
+        launcher = _Launcher(isolation, settings.timeout_s, _scratch(out))
+        for record in launcher.leftovers():
+            writer.append(record)
+            records.append(record)
+            on_record(record)
+        cells = select(cells, shard=shard, done=finished_keys(out, retry) if resume else ())
+        on_start(len(cells))
+        started = time.perf_counter()
         for cell in cells:
             if cell.skip:
-                outcome = Outcome("skipped", cell.skip)
+                record = record_of(cell, Outcome("skipped", cell.skip), run_id=run_id, env=env)
             elif time_budget_s is not None and time.perf_counter() - started > time_budget_s:
-                outcome = Outcome("not_run", f"the matrix's time budget of {time_budget_s:g} s was used up "
-                                             "before this cell started; `--resume` runs it")
+                record = record_of(cell, Outcome("not_run", f"the matrix's time budget of {time_budget_s:g} s was "
+                                                           "used up before this cell started; `--resume` runs it"),
+                                   run_id=run_id, env=env)
             else:
-                outcome = launcher.run(cell, settings)
-            record = cell_record(cell, outcome, run_id=run_id, env=env)
+                record = launcher.run(cell, settings, run_id=run_id, env=env)
             writer.append(record)
+            launcher.done(record)
             records.append(record)
             on_record(record)
     return records
@@ -113,66 +124,120 @@ def run_cell(cell: Cell, settings: Settings | None = None, *, isolation: str = "
     """Measure one cell (``bench.matrix.plan_cell`` makes one) and return its record, written nowhere."""
     settings = settings or Settings()
     settings.validate()
-    outcome = Outcome("skipped", cell.skip) if cell.skip else _Launcher(isolation, settings.timeout_s).run(cell, settings)
-    return cell_record(cell, outcome, run_id=new_run_id(), env=collect_env())
+    run_id, env = new_run_id(), collect_env()
+    if cell.skip:
+        return record_of(cell, Outcome("skipped", cell.skip), run_id=run_id, env=env)
+    with tempfile.TemporaryDirectory(prefix="refbench-cells-") as scratch:
+        return _Launcher(isolation, settings.timeout_s, Path(scratch)).run(cell, settings, run_id=run_id, env=env)
+
+
+def _scratch(out: str | os.PathLike) -> Path:
+    """Where the cells of a run writing ``out`` keep their record and log until the record is appended."""
+    out = Path(out)
+    return out.parent / f".{out.name}.cells"
 
 
 class _Launcher:
-    """Starts one child per cell and turns whatever happens to it into an Outcome."""
+    """Starts one child per cell and turns whatever happens to it into a record.
 
-    def __init__(self, isolation: str, timeout_s: float):
-        self.isolation, self.timeout_s = isolation, timeout_s
+    Each child works in its own folder of the scratch folder, named after
+    this runner's pid; the child writes its whole record there, and the
+    folder is removed once the record is in the results file (``done``).
+    """
+
+    def __init__(self, isolation: str, timeout_s: float, scratch: Path):
+        self.isolation, self.timeout_s, self.scratch = isolation, timeout_s, scratch
+        self._count = 0
+        self._current: Path | None = None
         if isolation == "forkserver":
             # The fork server inherits this environment when it starts. Asking NVML, not the CUDA
-            # driver, whether there is a GPU (bench/__init__ asks) keeps the server free of CUDA
-            # state, which a forked child could not use.
+            # driver, whether there is a GPU keeps the server free of CUDA state, which a forked
+            # child could not use.
             os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
             self.context = multiprocessing.get_context("forkserver")
             self.context.set_forkserver_preload(["bench.worker"])
 
-    def run(self, cell: Cell, settings: Settings) -> Outcome:
+    def leftovers(self) -> list[dict]:
+        """Records that cells of runs no longer alive finished but did not append; their folders are removed."""
+        from bench.worker import alive
+
+        records = []
+        for folder in sorted(self.scratch.glob("cell-*")) if self.scratch.is_dir() else []:
+            try:
+                pid = int(folder.name.split("-")[1])
+            except (IndexError, ValueError):
+                continue
+            if pid == os.getpid() or alive(pid):
+                continue   # another run writing to the same file is still at work
+            record = folder / "record.json"
+            if record.exists():
+                with contextlib.suppress(ValueError, OSError):
+                    records.append(json.loads(record.read_text(encoding="utf-8")))
+            shutil.rmtree(folder, ignore_errors=True)
+        return records
+
+    def run(self, cell: Cell, settings: Settings, *, run_id: str, env: dict) -> dict:
         if self.isolation == "inline":
             from bench.worker import execute
 
-            return execute(cell, settings)
-        payload = {"cell": cell.to_dict(), "settings": settings.to_dict()}
-        with tempfile.TemporaryDirectory(prefix="refbench-cell-") as tmp:
-            result, log = os.path.join(tmp, "result.json"), os.path.join(tmp, "log.txt")
-            exitcode, timed_out = self._start(payload, result, log, tmp)
-            if os.path.exists(result):
-                with open(result, encoding="utf-8") as f:
-                    return Outcome(**json.load(f))
-            return self._failure(exitcode, timed_out, Path(log).read_text(errors="replace")
-                                 if os.path.exists(log) else "")
+            return record_of(cell, execute(cell, settings), run_id=run_id, env=env)
+        self._count += 1
+        folder = self.scratch / f"cell-{os.getpid()}-{self._count}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RefbenchError(f"cannot create {folder}: {exc.strerror}; free space or choose another --out") from None
+        self._current = folder
+        payload = {"cell": cell.to_dict(), "settings": settings.to_dict(), "runner_pid": os.getpid(),
+                   "run_id": run_id, "env": env}
+        record, log = folder / "record.json", folder / "log.txt"
+        exitcode, timed_out = self._start(payload, str(record), str(log), folder)
+        if record.exists():
+            with contextlib.suppress(ValueError, OSError):
+                return json.loads(record.read_text(encoding="utf-8"))
+        outcome = self._failure(exitcode, timed_out, log.read_text(errors="replace") if log.exists() else "")
+        return record_of(cell, outcome, run_id=run_id, env=env)
 
-    def _start(self, payload: dict, result: str, log: str, tmp: str) -> tuple[int | None, bool]:
+    def done(self, record: dict) -> None:
+        """The last cell's record is in the results file: its folder can go."""
+        if self._current is not None:
+            shutil.rmtree(self._current, ignore_errors=True)
+            self._current = None
+            with contextlib.suppress(OSError):
+                self.scratch.rmdir()   # only when empty
+
+    def _start(self, payload: dict, record: str, log: str, folder: Path) -> tuple[int | None, bool]:
+        """Run the child to its end or its timeout; any interruption (Ctrl-C, SIGTERM) kills its group first."""
         launched_at = time.time()
         if self.isolation == "forkserver":
             from bench.worker import run_child
 
-            process = self.context.Process(target=run_child, args=(payload, result, log, launched_at),
-                                           daemon=True)
+            process = self.context.Process(target=run_child, args=(payload, record, log, launched_at), daemon=True)
             process.start()
-            process.join(self.timeout_s)
-            timed_out = process.is_alive()
-            if timed_out:
-                _kill_group(process.pid)
-                process.kill()
-                process.join()
+            try:
+                process.join(self.timeout_s)
+                timed_out = process.is_alive()
+            finally:
+                if process.is_alive():
+                    _kill_group(process.pid)
+                    process.kill()
+                    process.join()
             return process.exitcode, timed_out
-        spec_path = os.path.join(tmp, "cell.json")
-        with open(spec_path, "w", encoding="utf-8") as f:
-            json.dump(payload, f)
+        payload_path = folder / "payload.json"
+        payload_path.write_text(json.dumps(payload, default=str), encoding="utf-8")
         with open(log, "wb") as log_file:
-            child = subprocess.Popen([sys.executable, "-m", "bench.worker", spec_path, result, repr(launched_at)],
-                                     stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                                     cwd=Path(__file__).resolve().parent.parent)
+            child = subprocess.Popen([sys.executable, "-m", "bench.worker", str(payload_path), record,
+                                      repr(launched_at)], stdout=log_file, stderr=subprocess.STDOUT,
+                                     start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
             try:
                 return child.wait(self.timeout_s), False
             except subprocess.TimeoutExpired:
-                _kill_group(child.pid)
-                child.kill()
-                return child.wait(), True
+                return None, True
+            finally:
+                if child.poll() is None:
+                    _kill_group(child.pid)
+                    child.kill()
+                    child.wait()
 
     def _failure(self, exitcode: int | None, timed_out: bool, log: str) -> Outcome:
         from bench.worker import error_tail
@@ -183,8 +248,12 @@ class _Launcher:
             return Outcome("timeout", f"no result within {self.timeout_s:g} s, killed{said}")
         how = (f"killed by {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0
                else f"exit status {exitcode}")
-        status = "oom" if "out of memory" in log.lower() else "error"
-        return Outcome(status, f"the worker died ({how}) without a result{said}")
+        if "out of memory" in log.lower():
+            return Outcome("oom", f"the worker died ({how}) out of memory{said}")
+        if exitcode == -signal.SIGKILL:
+            return Outcome("oom", f"the worker was killed by SIGKILL without a result, which on Linux is most "
+                                  f"often the kernel's out-of-memory killer{said}")
+        return Outcome("error", f"the worker died ({how}) without a result{said}")
 
 
 def _kill_group(pid: int) -> None:

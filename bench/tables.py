@@ -31,4 +31,5 @@ def record_row(record: dict[str, Any]) -> dict[str, Any]:
         "median ms": _fmt(latency.get("median"), ".3f"),
         "cv": _fmt(latency.get("cv"), ".3f"),
         "peak mem MB": _fmt(None if peak is None else peak / 2**20, ".1f"),
+        "note": "unstable" if metrics.get("unstable") else None,
     }

@@ -26,6 +26,7 @@ from bench.correctness import CHECK_SEED, check_step, compare, dropout_off, step
 from bench.flops import step_flops, throughput_metrics
 from bench.matrix import Cell
 from bench.memory import MemoryProbe
+from bench.noise import LoadProbe, is_unstable
 from bench.settings import Settings
 from bench.step import Step, prepare
 from bench.timing import StepTimer, measure
@@ -86,9 +87,11 @@ def _measure(step: Step, settings: Settings, clock: "_Clock") -> Outcome:
     captured_s = step.capture()
     if captured_s:
         metrics["capture_s"] = clock.lap("capture_s")
+    load = LoadProbe().start()
     with probe.window("") as memory:
         timing = measure(step, step.device, iters=settings.iters, max_warmup=settings.max_warmup,
                          max_warmup_s=settings.max_warmup_s)
+    noise = load.stop(timing.measurement.cv, torch.get_num_threads())
     clock.phases["warmup_s"] = timing.warmup_s
     clock.lap("timed_s")
     clock.phases["timed_s"] -= timing.warmup_s
@@ -98,6 +101,8 @@ def _measure(step: Step, settings: Settings, clock: "_Clock") -> Outcome:
         "latency_ms": timing.measurement.summary(),
         "warmup_steps": timing.warmup_steps,
         "steady": timing.steady,
+        "noise": noise,
+        "unstable": is_unstable(noise),
         **memory,
     })
     last = compare(step_tensors(timing.last_output, None), None, step.backend.precision)

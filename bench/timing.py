@@ -5,9 +5,15 @@ CUDA work is timed with CUDA events around each step, CPU work with
 coefficient of variation of the last few steps under a threshold) or a cap is
 hit; the caller times the first step separately because it includes lazy
 initialisation, cuDNN autotuning or compilation.
+
+A step shorter than ``BLOCK_MS`` is timed in blocks of several calls, as
+``torch.utils.benchmark``'s ``blocked_autorange`` does, so the clock's own
+overhead does not inflate it; each sample is then one block's time per
+step, and the summary says how many steps a block held.
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -15,12 +21,15 @@ from typing import Callable
 
 import torch
 
+BLOCK_MS = 2.0          # steps shorter than this are timed in blocks at least this long
+MAX_BLOCK = 1000
 
 @dataclass
 class Measurement:
     """Raw per-step times in milliseconds and their summary statistics."""
 
     samples_ms: list[float] = field(default_factory=list)
+    block: int = 1         # steps per sample: each sample is a block's time divided by this
 
     @property
     def median(self) -> float:
@@ -47,29 +56,38 @@ class Measurement:
     def summary(self) -> dict[str, float | list[float]]:
         return {
             "median": self.median, "mean": self.mean, "p10": self.quantile(0.1),
-            "p90": self.quantile(0.9), "cv": self.cv, "n": len(self.samples_ms),
+            "p90": self.quantile(0.9), "cv": self.cv, "n": len(self.samples_ms), "block": self.block,
             "samples": [round(s, 6) for s in self.samples_ms],
         }
 
 
 class StepTimer:
-    """Times one call of a step on ``device``, waiting for queued GPU work to finish."""
+    """Times ``repeat`` calls of a step on ``device`` (milliseconds per call), waiting for queued GPU work."""
 
     def __init__(self, device: torch.device | str):
         self.cuda = torch.device(device).type == "cuda"
         self.output: object = None   # what the last timed step returned
 
-    def __call__(self, step: Callable[[], object]) -> float:
+    def __call__(self, step: Callable[[], object], repeat: int = 1) -> float:
         if self.cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            self.output = step()
+            for _ in range(repeat):
+                self.output = step()
             end.record()
             end.synchronize()
-            return start.elapsed_time(end)
+            return start.elapsed_time(end) / repeat
         begin = time.perf_counter_ns()
-        self.output = step()
-        return (time.perf_counter_ns() - begin) / 1e6
+        for _ in range(repeat):
+            self.output = step()
+        return (time.perf_counter_ns() - begin) / 1e6 / repeat
+
+
+def block_size(step_ms: float) -> int:
+    """Steps per timed block: 1 for steps of ``BLOCK_MS`` or more, else enough to fill ``BLOCK_MS``."""
+    if step_ms >= BLOCK_MS or step_ms <= 0:
+        return 1
+    return min(MAX_BLOCK, math.ceil(BLOCK_MS / step_ms))
 
 
 @dataclass
@@ -99,5 +117,6 @@ def measure(step: Callable[[], object], device, *, iters: int = 20, min_warmup: 
             steady = True
             break
     warmup_s = time.perf_counter() - started
-    samples = Measurement([timer(step) for _ in range(iters)])
+    block = block_size(statistics.median(warm[-window:] or [timer(step)]))
+    samples = Measurement([timer(step, block) for _ in range(iters)], block)
     return TimingResult(samples, len(warm), warmup_s, steady, timer.output)

@@ -47,16 +47,17 @@ def agreement(name: str, device: str, batch_size: int, *, iters: int = 50, round
     ours, single, blocked = [], [], []
     timer = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
     step_timer = StepTimer(device)
-    measure(step, device, iters=1, max_warmup=20, max_warmup_s=10)
+    warm = measure(step, device, iters=5, max_warmup=20, max_warmup_s=10).measurement
+    block = warm.block   # refbench times short steps in blocks: Timer gets the same blocks
     for _ in range(rounds):
         for _ in range(iters):
-            ours.append(step_timer(step))
-            single.append(timer.timeit(1).median * 1e3)
+            ours.append(step_timer(step, block))
+            single.append(timer.timeit(block).median * 1e3)
         blocked += [t * 1e3 for t in timer.blocked_autorange(min_run_time=0.3).times]
     ours_ms, theirs_ms = statistics.median(ours), statistics.median(single)
     return {"workload": name, "refbench_ms": ours_ms, "refbench_mean_ms": statistics.fmean(ours),
             "torch_benchmark_ms": theirs_ms, "torch_benchmark_blocked_ms": statistics.median(blocked),
-            "difference": ours_ms / theirs_ms - 1}
+            "difference": ours_ms / theirs_ms - 1, "block": block}
 
 
 def import_seconds() -> float:
