@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from reference_models import RefbenchError, data
+from reference_models import RefbenchError, data, get_workload, list_models
 from reference_models.data import BadDataFile, DataMissing, _images
 from tests.reference_models.idx_files import FILES, idx_bytes, write_set
 
@@ -64,11 +64,34 @@ def test_gzipped_idx_files_in_a_folder_named_mnist_through_refbench_data(place, 
     assert split.x[3, 0, 0, 0].item() == pytest.approx((3 / 255 - mean) / std, abs=1e-6)   # MNIST's statistics
 
 
+def test_the_workloads_whose_documents_train_on_mnist_declare_it():
+    """Documents 000 (LeNet-5) and 004 (MLP) load torchvision's MNIST; 002 and 003 name no data set,
+    and the GANs are judged on Fashion-MNIST."""
+    declared = {name: get_workload(name).dataset for name in list_models()}
+    assert sorted(n for n, d in declared.items() if d == "mnist") == ["lenet5", "mlp"]
+    for name in ("cnn_small", "convnet3", "rnn_rows", "lstm_rows", "gru_rows", "dcgan", "wgan_gp"):
+        assert declared[name] == "fashion-mnist"
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet5"])
+def test_mnist_workloads_train_on_mnist_when_it_is_there(place, name):
+    root = place / "data"
+    write_set(root / "MNIST" / "raw")
+    write_set(root / "FashionMNIST" / "raw", brightness=200)
+    workload = get_workload(name)
+    split = workload.load_data("train", data_dir=root)
+    assert split.dataset == "mnist"
+    model = workload.make()
+    optimizer = workload.configure_optimizer(model, workload.recipe("fast"))
+    batch = next(workload.train_batches(split, 8, generator=torch.Generator().manual_seed(0)))
+    assert torch.isfinite(workload.train_step(model, batch, optimizer))
+
+
 # ----- the stand-in -----
 
 def test_without_mnist_fashion_mnist_stands_in_and_says_so(place):
     write_set(place / "system", gz=True, brightness=100)
-    split = data.load("mnist", "train")
+    split = get_workload("lenet5").load_data("train")
     assert split.dataset == STAND_IN
     assert split.origin == f"system package files {place / 'system'}"
     (mean,), (std,) = data.image_stats("fashion-mnist")        # normalised as the set really used
@@ -81,6 +104,17 @@ def test_a_data_dir_with_only_fashion_mnist_stands_in_from_there(place):
     write_set(root / "fashion-mnist")
     split = data.load("mnist", "test", data_dir=root)
     assert split.dataset == STAND_IN and split.origin == f"data directory {root}"
+
+
+def test_a_converge_record_names_the_stand_in(place, tmp_path):
+    from bench.convergence import converge_all
+    from bench.results import read_results
+
+    write_set(place / "data" / "FashionMNIST" / "raw")
+    out = tmp_path / "converge.jsonl"
+    (result,) = converge_all(["mlp"], "quick", data_dir=place / "data", out=str(out), log=lambda line: None)
+    (record,) = read_results(out)
+    assert result.dataset == record["dataset"] == STAND_IN
 
 
 def test_a_bad_mnist_is_an_error_not_a_reason_to_stand_in(place):
@@ -103,6 +137,16 @@ def test_a_data_dir_without_the_data_is_an_error_saying_what_was_expected(place)
     assert f"data set fashion-mnist is not in {place / 'data'} (given by --data-dir)" in message
     assert "expected there: FashionMNIST/raw/ (torchvision's layout) or fashion-mnist/ holding " \
            "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte" in message
+
+
+def test_refbench_data_without_mnist_or_its_stand_in_names_both(place, monkeypatch):
+    (place / "data").mkdir()
+    monkeypatch.setenv("REFBENCH_DATA", str(place / "data"))
+    with pytest.raises(DataMissing) as info:
+        get_workload("mlp").load_data("train")
+    message = one_line(info)
+    assert f"mnist is not in {place / 'data'} (given by REFBENCH_DATA); expected there: MNIST/raw/" in message
+    assert "its stand-in fashion-mnist is missing too" in message and "FashionMNIST/raw/" in message
 
 
 def test_a_data_dir_that_does_not_exist_is_an_error(place):
