@@ -66,19 +66,25 @@ def cmd_env(args) -> int:
     return 0
 
 
+def _data_line(row: dict) -> str:
+    if row["status"] == "found":
+        return f"{row['name']:<20} found    {row['size']}  ({row['found']})"
+    if row["status"] == "stand-in":
+        return (f"{row['name']:<20} missing  {row['stand_in']} stands in, {row['size']}  ({row['found']}); "
+                f"{row['error']}")
+    return f"{row['name']:<20} {row['status']:<8} {row['error']}"
+
+
 def cmd_data(args) -> int:
+    """One line per data set; exit 2 when a data set has a bad file."""
     from reference_models.data import describe_sources
 
     rows = describe_sources(args.data_dir)
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    for row in rows:
-        if row["status"] == "found":
-            print(f"{row['name']:<20} found   {row['size']}  ({row['found']})")
-        else:
-            print(f"{row['name']:<20} missing {row['error']}")
-    return 0
+    else:
+        print("\n".join(map(_data_line, rows)))
+    return 2 if any(row["status"] == "bad" for row in rows) else 0
 
 
 def cmd_run(args) -> int:

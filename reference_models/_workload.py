@@ -60,7 +60,7 @@ class Workload:
     name: ClassVar[str]
     source: ClassVar[str]             # document and section reproduced
     task: ClassVar[str] = "image-classification"
-    dataset: ClassVar[str] = "fashion-mnist"
+    dataset: ClassVar[str]            # what it trains on; MNIST is replaced by its stand-in when absent
     input_shape: ClassVar[tuple[int, ...]] = (1, 28, 28)
     num_classes: ClassVar[int] = 10
     variants: ClassVar[dict[str, tuple]] = {}      # option -> allowed values, first is default

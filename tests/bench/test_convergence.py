@@ -11,7 +11,7 @@ def test_lenet5_reaches_its_quick_target_on_fashion_mnist(real_data, tmp_path):
     out = tmp_path / "converge.jsonl"
     results = real_data(converge_all, ["lenet5"], "quick", out=str(out), log=lambda line: None)
     (result,) = results
-    assert result.reached and result.dataset == "fashion-mnist"
+    assert result.reached and result.dataset in ("mnist", "fashion-mnist (stand-in for mnist)")
     assert result.best >= 0.85 and result.epochs_to_target <= 2
     (record,) = read_results(out)
     assert record["mode"] == "converge" and record["status"] == "ok"

