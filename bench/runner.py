@@ -174,6 +174,7 @@ class _Launcher:
                 with contextlib.suppress(ValueError, OSError):
                     records.append(json.loads(record.read_text(encoding="utf-8")))
             shutil.rmtree(folder, ignore_errors=True)
+        self._remove_scratch_if_empty()
         return records
 
     def run(self, cell: Cell, settings: Settings, *, run_id: str, env: dict) -> dict:
@@ -203,8 +204,11 @@ class _Launcher:
         if self._current is not None:
             shutil.rmtree(self._current, ignore_errors=True)
             self._current = None
-            with contextlib.suppress(OSError):
-                self.scratch.rmdir()   # only when empty
+            self._remove_scratch_if_empty()
+
+    def _remove_scratch_if_empty(self) -> None:
+        with contextlib.suppress(OSError):
+            self.scratch.rmdir()
 
     def _start(self, payload: dict, record: str, log: str, folder: Path) -> tuple[int | None, bool]:
         """Run the child to its end or its timeout; any interruption (Ctrl-C, SIGTERM) kills its group first."""

@@ -40,10 +40,23 @@ class CrashWorkload(_Tiny):
 
 @register_model
 class HangWorkload(_Tiny):
+    """Hangs; writes its pid to ``$REFBENCH_TEST_PIDFILE`` first, so a test can see whether it is still alive."""
+
     name = "test_hang"
 
     def forward(self, model, batch):
+        if os.environ.get("REFBENCH_TEST_PIDFILE"):
+            with open(os.environ["REFBENCH_TEST_PIDFILE"], "w") as f:
+                f.write(str(os.getpid()))
         time.sleep(3600)
+
+
+@register_model
+class CpuOomWorkload(_Tiny):
+    name = "test_cpu_oom"
+
+    def forward(self, model, batch):
+        return torch.empty(1 << 48)   # 1 PiB: the CPU allocator refuses
 
 
 @register_model
