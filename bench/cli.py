@@ -42,14 +42,10 @@ def _writable(path: str) -> str:
 
 
 def cmd_list(args) -> int:
-    from bench.listing import workload_rows
-    from bench.tables import print_table
+    from bench.listing import summary_lines, workload_rows
 
     rows = workload_rows(args.pattern)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print_table(rows, ["name", "task", "dataset", "parameters", "variants", "source"])
+    print(json.dumps(rows, indent=2) if args.json else "\n".join(summary_lines(rows)))
     return 0
 
 

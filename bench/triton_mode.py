@@ -14,14 +14,14 @@ import sys
 
 def choose_triton_mode() -> str:
     """Set ``TRITON_INTERPRET=1`` when there is no CUDA device and the user has not chosen; return the mode."""
-    if "TRITON_INTERPRET" not in os.environ and "triton" not in sys.modules:
-        import torch
+    import torch
 
-        if not torch.cuda.is_available():
+    if not torch.cuda.is_available():
+        if "TRITON_INTERPRET" not in os.environ and "triton" not in sys.modules:
             os.environ["TRITON_INTERPRET"] = "1"
-            # torch.utils.benchmark's import of cpp_extension warns, on a CUDA build of torch without a
-            # GPU, that no CUDA runtime is found: true, and no concern of a CPU run.
-            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        # torch.utils.benchmark's import of cpp_extension warns, on a CUDA build of torch without a
+        # GPU, that no CUDA runtime is found: true, and no concern of a CPU run.
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     return "interpreter" if interpreting() else "compiled"
 
 

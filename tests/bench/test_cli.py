@@ -30,6 +30,7 @@ RUN = ["run", "--workloads", "mlp", "--modes", "infer", "--batch-sizes", "2", "-
     (["sweep", "--workloads", "lenet5", "--budget", "0"], "a sweep needs a positive --budget"),
     (["sweep", "--workloads", "hpo_rf_wine", "--budget", "10"], "hpo_rf_wine trains with forest, grid-search"),
     (["converge", "--workloads", "mlp", "--target", "nightly"], "mlp has no target 'nightly'"),
+    (["list", "lenet"], "no registered workload matches 'lenet'; did you mean lenet5"),
 ])
 def test_user_errors_exit_2_with_one_line(argv, message, capsys):
     assert main(argv) == 2
@@ -55,3 +56,12 @@ def test_run_then_report(tmp_path, capsys):
     text = report.read_text()
     assert "| mlp |" in text and "no CUDA device on this machine" in text
     assert main(["report", str(out)]) == 0 and os.path.exists(tmp_path / "r.md")
+
+
+def test_list_fits_an_80_column_terminal(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "data", "set", "params", "doc", "options"]
+    assert len(lines) > 15 and max(map(len, lines)) <= 80
+    assert any(line.startswith("vgg16_cifar") and "001 §4.1" in line for line in lines)
