@@ -86,6 +86,7 @@ def cmd_data(args) -> int:
 def cmd_run(args) -> int:
     from bench.matrix import Matrix
     from bench.runner import parse_shard, run_matrix
+    from bench.noise import busy_warning
     from bench.progress import Progress
     from bench.tables import print_table, record_row
 
@@ -119,13 +120,9 @@ def cmd_run(args) -> int:
                 ["workload", "backend", "mode", "batch", "status", "samples/s", "median ms", "cv", "peak mem MB",
                  "note"])
     print(f"{len(records)} records appended to {out}")
-    unstable = [r for r in records if (r.get("metrics") or {}).get("unstable")]
-    if unstable:
-        reasons = sorted({reason.split(" (")[0].split(" kept")[0] for r in unstable
-                          for reason in r["metrics"]["noise"]["reasons"]})
-        print(f"warning: {len(unstable)} of {len(records)} cells are marked unstable ({'; '.join(reasons)}): "
-              "the machine was busy or the steps varied; rerun them on an idle machine before trusting "
-              "their ratios", file=sys.stderr)
+    warning = busy_warning(records)
+    if warning:
+        print(warning, file=sys.stderr)
     if args.report:
         from bench.report import write_report
 

@@ -20,6 +20,9 @@ from pathlib import Path
 MAX_CV = 0.10           # steps of a steady cell vary less than this
 SPARE_MARGIN = 0.25     # of a core: other processes may use the free cores less this much before it is contention
 MAX_STEAL = 0.05
+# What made a cell unstable, as the run's closing warning counts them.
+KINDS = {"varying": "had varying step times", "busy": "ran while other processes took the free cores",
+         "stolen": "lost CPU time to the hypervisor"}
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
@@ -52,9 +55,10 @@ class LoadProbe:
         cores = os.cpu_count() or 1
         figures: dict = {"load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
                          "cpu_count": cores, "threads": threads, "cv": cv}
-        reasons = []
+        reasons, kinds = [], []
         if cv > MAX_CV:
             reasons.append(f"step times vary (CV {cv:.2f} > {MAX_CV})")
+            kinds.append("varying")
         now = _cpu_jiffies()
         if now is not None and self._jiffies is not None:
             tick = os.sysconf("SC_CLK_TCK")
@@ -65,11 +69,24 @@ class LoadProbe:
             spare = max(cores - threads, 0)
             if other > spare - SPARE_MARGIN and other > SPARE_MARGIN:
                 reasons.append(f"other processes kept {other:.2f} cores busy and the cell left {spare} free")
+                kinds.append("busy")
             if steal > MAX_STEAL:
                 reasons.append(f"{steal:.0%} of the CPU time was stolen by the hypervisor")
-        figures["reasons"] = reasons
+                kinds.append("stolen")
+        figures.update(reasons=reasons, kinds=kinds)
         return figures
 
 
 def is_unstable(noise: dict) -> bool:
     return bool(noise.get("reasons"))
+
+
+def busy_warning(records: list[dict]) -> str | None:
+    """One line saying how many cells are unstable and why, or None when none is."""
+    unstable = [r for r in records if (r.get("metrics") or {}).get("unstable")]
+    if not unstable:
+        return None
+    counts = {kind: sum(kind in r["metrics"]["noise"].get("kinds", ()) for r in unstable) for kind in KINDS}
+    why = ", ".join(f"{n} {KINDS[kind]}" for kind, n in counts.items() if n)
+    return (f"warning: {len(unstable)} of {len(records)} cells are marked unstable ({why}): the machine was busy "
+            "or the steps varied, so their figures may be off; rerun on an idle machine before trusting ratios")

@@ -29,3 +29,16 @@ def test_a_cell_with_its_own_work_only_counts_no_other_processes():
         pass
     noise = probe.stop(cv=0.0, threads=1)
     assert "other_processes_cores" in noise and noise["load_average_1m"] is not None
+
+
+def test_the_run_warns_in_one_line_counting_why():
+    from bench.noise import busy_warning
+
+    def record(kinds):
+        return {"metrics": {"unstable": bool(kinds), "noise": {"kinds": kinds}}}
+
+    records = [record(["busy"]), record(["busy", "varying"]), record([])]
+    line = busy_warning(records)
+    assert line.startswith("warning: 2 of 3 cells are marked unstable (2 ran while other processes took the free "
+                           "cores, 1 had varying step times)") and "\n" not in line
+    assert busy_warning([record([])]) is None
