@@ -39,6 +39,6 @@ def test_the_run_warns_in_one_line_counting_why():
 
     records = [record(["busy"]), record(["busy", "varying"]), record([])]
     line = busy_warning(records)
-    assert line.startswith("warning: 2 of 3 cells are marked unstable (2 ran while other processes took the free "
-                           "cores, 1 had varying step times)") and "\n" not in line
+    assert line.startswith("warning: 2 of 3 cells are marked unstable (1 had varying step times, 2 ran while other "
+                           "processes took the free cores)") and "\n" not in line
     assert busy_warning([record([])]) is None
