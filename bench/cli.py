@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default=None, help="i/n: run every n-th cell from the i-th (1-based)")
     p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"],
                    help="how each cell gets its own process (inline: none, for debugging)")
-    p.add_argument("--out", default="results.jsonl", help="JSONL file the records are appended to")
+    p.add_argument("--out", default="results/results.jsonl", help="JSONL file the records are appended to")
     p.add_argument("--report", default=None, help="also write the Markdown report of --out here")
     p.set_defaults(func=cmd_run)
 
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a few representative shapes")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtypes", type=_csv, default=None, help="softmax dtypes (default: fp32,fp16,bf16 on GPU)")
-    p.add_argument("--out", default="kernels.jsonl")
+    p.add_argument("--out", default="results/kernels.jsonl", help="JSONL file the records are appended to")
     p.set_defaults(func=cmd_kernels)
 
     p = sub.add_parser("converge", help="train workloads to an accuracy target on real data")
