@@ -27,6 +27,7 @@ from reference_models._errors import RefbenchError
 from reference_models._registry import register_model
 from reference_models._workload import Recipe, Target, Workload
 from reference_models.data import TensorSplit, register_source
+from reference_models.data._files import check_split
 
 PARAM_GRID = {"n_estimators": [50, 100, 200], "max_depth": [None, 10, 20], "min_samples_split": [2, 5]}
 TEST_SIZE, SEED = 0.2, 42
@@ -37,8 +38,7 @@ def wine_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_wine
     from sklearn.model_selection import train_test_split
 
-    if split not in ("train", "test"):
-        raise RefbenchError(f"unknown split {split!r}; use train or test")
+    check_split(split)
     x, y = load_wine(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=TEST_SIZE, random_state=SEED, stratify=y)
     return (x_train, y_train) if split == "train" else (x_test, y_test)

@@ -19,7 +19,7 @@ import torch
 
 from reference_models._errors import RefbenchError
 from reference_models.data import synthetic
-from reference_models.data._files import BadDataFile, DataMissing, explicit_directory
+from reference_models.data._files import BadDataFile, DataMissing, check_split, explicit_directory
 from reference_models.data._images import IMAGE_SETS, SPLITS, locate_or_stand_in
 
 __all__ = ["TensorSplit", "load", "batches", "describe_sources", "register_source", "image_stats",
@@ -56,8 +56,7 @@ def stand_in_name(used: str, requested: str) -> str:
 def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None, device="cpu",
          normalize: bool = True, download: bool = True) -> TensorSplit:
     """Load ``split`` ("train" or "test") of an image data set as float tensors on ``device``."""
-    if split not in SPLITS:
-        raise RefbenchError(f"unknown split {split!r}; use train or test")
+    check_split(split)
     if name == "synthetic-cifar10":
         x, y = synthetic.class_conditional_images(split)
         return TensorSplit(x.to(device), y.to(device), name, "generated")

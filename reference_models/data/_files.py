@@ -16,6 +16,16 @@ from pathlib import Path
 from reference_models._errors import RefbenchError
 
 
+SPLITS = ("train", "test")
+
+
+def check_split(split: str) -> str:
+    """``split`` if it is one every data set has, else the one-line error."""
+    if split not in SPLITS:
+        raise RefbenchError(f"unknown split {split!r}; use train or test")
+    return split
+
+
 class DataMissing(RefbenchError):
     """A data set is not in any place it was looked for."""
 

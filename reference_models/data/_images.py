@@ -33,9 +33,8 @@ import torchvision
 from torchvision.datasets.utils import check_integrity
 
 from reference_models.data import _idx
-from reference_models.data._files import BadDataFile, DataMissing, explicit_directory, read_bytes
+from reference_models.data._files import SPLITS, BadDataFile, DataMissing, explicit_directory, read_bytes
 
-SPLITS = ("train", "test")
 IDX_SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 _IDX_FILES = tuple(name for pair in IDX_SPLITS.values() for name in pair)

@@ -29,9 +29,8 @@ from pathlib import Path
 
 import torch
 
-from reference_models._errors import RefbenchError
 from reference_models.data import register_source
-from reference_models.data._files import BadDataFile, DataMissing, explicit_directory
+from reference_models.data._files import BadDataFile, DataMissing, check_split, explicit_directory
 from reference_models.data._sequences import SequenceSplit, pad
 
 UNK = 1                  # index 0 is padding in every vocabulary
@@ -191,8 +190,7 @@ def peoples_daily(split: str, *, data_dir=None) -> SequenceSplit:
     ``baseline`` is the most frequent training tag of each word (the most
     frequent tag overall for words never seen in training).
     """
-    if split not in ("train", "test"):
-        raise RefbenchError(f"unknown split {split!r}; use train or test")
+    check_split(split)
     return _tagging_splits(corpus_file("tag", "199801.txt", data_dir=data_dir))[split]
 
 
@@ -232,8 +230,7 @@ def _sentiment_splits(data_dir) -> dict[str, SequenceSplit]:
 
 def sentiment(split: str, *, data_dir=None) -> SequenceSplit:
     """``split`` of the deduplicated reviews: characters and label."""
-    if split not in ("train", "test"):
-        raise RefbenchError(f"unknown split {split!r}; use train or test")
+    check_split(split)
     return _sentiment_splits(str(data_dir) if data_dir else None)[split]
 
 

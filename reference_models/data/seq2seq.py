@@ -14,6 +14,7 @@ import torch
 
 from reference_models._errors import RefbenchError
 from reference_models.data import register_source
+from reference_models.data._files import check_split
 from reference_models.data._sequences import PAD, SequenceSplit, pad
 
 BOS, EOS, FIRST_DIGIT = 1, 2, 3
@@ -48,8 +49,7 @@ def _strings(count: int, generator: torch.Generator, exclude: set[tuple[int, ...
 def load(task: str, split: str, *, seed: int = 0) -> SequenceSplit:
     """``split`` ("train" or "test") of ``task`` as a SequenceSplit named ``synthetic-<task>``."""
     answer(task, [])  # validates the task name
-    if split not in SIZES:
-        raise RefbenchError(f"unknown split {split!r}; use train or test")
+    check_split(split)
     test = _strings(SIZES["test"], torch.Generator().manual_seed(seed * 2 + 1), set())
     strings = test if split == "test" else _strings(SIZES["train"], torch.Generator().manual_seed(seed * 2), set(test))
     src = [[FIRST_DIGIT + d for d in s] for s in strings]
