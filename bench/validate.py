@@ -14,6 +14,11 @@
    measured too, which is what ``--isolation subprocess`` pays per cell.
 3. Repeatability. The isolated cell runs ``repeats`` times: the CV of its
    median across runs, and the mean CV of the steps within a run.
+4. CUDA graphs (GPU only). The ``cudagraphs`` backend's replay of a train
+   step against the same step captured by hand, the way the PyTorch docs
+   show whole-network capture (capturable optimizer, static inputs, warm-up
+   on a side stream): the backend should reach ``CUDAGRAPH_GOAL`` of the
+   hand-made graph's speed.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from bench.timing import Measurement, StepTimer, measure
 from reference_models import RefbenchError
 
 TOLERANCE = {"cuda": 0.03, "cpu": 0.05}
+CUDAGRAPH_GOAL = 0.9
 
 
 def agreement(name: str, device: str, batch_size: int, *, iters: int = 50, rounds: int = 3) -> dict:
@@ -58,6 +64,32 @@ def agreement(name: str, device: str, batch_size: int, *, iters: int = 50, round
     return {"workload": name, "refbench_ms": ours_ms, "refbench_mean_ms": statistics.fmean(ours),
             "torch_benchmark_ms": theirs_ms, "torch_benchmark_blocked_ms": statistics.median(blocked),
             "difference": ours_ms / theirs_ms - 1, "block": block}
+
+
+def cudagraph_comparison(name: str, batch_size: int, *, iters: int = 50) -> dict:
+    """Milliseconds per train step: the ``cudagraphs`` backend's replay and a graph of the same step captured by hand."""
+    step = prepare(name, "cudagraphs", "train", batch_size, keep_reference_state=False)
+    step()                     # the eager first step, as a cell runs it before capture
+    step.capture()
+    ours = measure(step, "cuda", iters=iters, max_warmup=20, max_warmup_s=10).measurement.median
+
+    workload = step.workload
+    torch.manual_seed(0)
+    model = workload.make(**step.variant).cuda().train()
+    optimizer = workload.configure_optimizer(model, step.recipe, capturable=True)
+    batch = workload.example_batch(batch_size, "cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            workload.train_step(model, batch, optimizer)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        workload.train_step(model, batch, optimizer)
+    hand = measure(graph.replay, "cuda", iters=iters, max_warmup=20, max_warmup_s=10).measurement.median
+    return {"workload": name, "backend_ms": ours, "hand_captured_ms": hand, "speed_vs_hand": hand / ours,
+            "meets_goal": hand / ours >= CUDAGRAPH_GOAL}
 
 
 def import_seconds() -> float:
@@ -114,6 +146,9 @@ def validate(*, workloads, device: str | None = None, batch_size: int = 64, repe
         "isolated": [isolated_runs(name, device, batch_size, repeats=repeats, iters=iters, threads=threads)
                      for name in workloads],
     }
+    if device == "cuda":
+        result["cudagraphs"] = [cudagraph_comparison(name, batch_size, iters=iters) for name in workloads]
+        result["agrees"] = result["agrees"] and all(c["meets_goal"] for c in result["cudagraphs"])
     if out:
         Path(out).write_text(json.dumps(result, indent=2))
     return result
@@ -135,3 +170,7 @@ def print_validation(result: dict) -> None:
               f"within a run {r['cv_within_run']:.3f}; median phases (s): {phases}; wall per cell: first "
               f"{r['first_run_wall_s']:.2f} s, later {r['later_run_wall_s'] or float('nan'):.2f} s "
               f"(the validation's first cell also starts the fork server)")
+    for c in result.get("cudagraphs", ()):
+        print(f"  {c['workload']:<16} cudagraphs backend {c['backend_ms']:.4f} ms per step, hand-captured graph "
+              f"{c['hand_captured_ms']:.4f} ms: {c['speed_vs_hand']:.2f}x of its speed "
+              f"({'ok' if c['meets_goal'] else 'BELOW'} the {CUDAGRAPH_GOAL}x goal)")

@@ -47,3 +47,10 @@ def test_cudagraphs_replays_the_whole_step_with_one_launch(records):
 def test_amp_cells_are_judged_with_the_loose_tolerances(records):
     assert records[("lenet5", "amp-bf16", "train")]["metrics"]["correctness"]["precision"] == "bf16"
     assert records[("lenet5", "amp-fp16", "train")]["metrics"]["correctness"]["precision"] == "fp16"
+
+
+def test_the_cudagraphs_backend_is_as_fast_as_a_hand_captured_graph():
+    from bench.validate import CUDAGRAPH_GOAL, cudagraph_comparison
+
+    result = cudagraph_comparison("mlp", 128, iters=20)
+    assert result["speed_vs_hand"] >= CUDAGRAPH_GOAL, result
