@@ -30,6 +30,9 @@ def tests(session: nox.Session) -> None:
     # Exit 5 means pytest collected nothing (e.g. a -k filter matched no test): not a failure.
     session.run("python", "-m", "pytest", "-m", "not gpu and not slow", "-q", *session.posargs,
                 env={"TRITON_INTERPRET": "1"}, success_codes=[0, 5])
+    if not session.posargs:   # the whole suite: also rehearse the GPU check, its carry folder filled
+        session.run("python", "-m", "bench.gpu_check", "--fill-carry")
+        session.run("python", "-m", "bench.gpu_check", "--dry-run")
 
 
 # The default CPU matrix, sized to finish every cell it lists within 10 minutes on 2 busy cores from a
@@ -123,3 +126,19 @@ def kernels(session: nox.Session) -> None:
     out = os.environ.get("REFBENCH_OUT", "reports/kernels.jsonl")
     for kernel in ("softmax", "conv2d"):
         session.run(python, "-m", "bench", "kernels", kernel, "--out", out, *session.posargs, external=True)
+
+
+@nox.session(name="gpu-check", venv_backend="none")
+def gpu_check(session: nox.Session) -> None:
+    """Every GPU claim in one ~8-minute run with the machine's own torch; `-- --dry-run` rehearses it on a CPU."""
+    python = os.environ.get("REFBENCH_PYTHON", "python3")
+    if "--dry-run" not in session.posargs:
+        _system_gpu(session)
+    session.run(python, "-m", "bench.gpu_check", *session.posargs, external=True)
+
+
+@nox.session(name="gpu-carry", python="3.11")
+def gpu_carry(session: nox.Session) -> None:
+    """Fill .carry/ (ignored, under 64 MiB) with what gpu-check needs on a machine without network."""
+    _install(session)
+    session.run("python", "-m", "bench.gpu_check", "--fill-carry")
