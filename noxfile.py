@@ -5,6 +5,7 @@ GPU sessions reuse the machine's own Python and torch (``venv_backend="none"``)
 because a GPU box usually has a matched, preinstalled torch and may have no
 internet.
 """
+import glob
 import os
 import re
 
@@ -46,15 +47,22 @@ GPU_MATRIX = ["--fresh-compile-cache", "--timeout", "1800", "--workloads", "all"
               "channels-last,sdpa,triton"]
 
 
+def _report(session: nox.Session, python: str, out: str, **kwargs) -> None:
+    """`refbench report` of every result file beside ``out``: report.md and report.html in that directory."""
+    folder = os.path.dirname(out) or "."
+    session.run(python, "-m", "bench", "report", *sorted(glob.glob(os.path.join(folder, "*.jsonl"))), "-o", folder,
+                **kwargs)
+
+
 def _run_matrix(session: nox.Session, out: str, matrix: list[str]) -> None:
-    """`refbench run` the matrix into ``out`` and write the report next to it; failed cells do not fail the session."""
-    session.run("python", "-m", "bench", "run", *matrix, "--out", out, "--report", out.removesuffix(".jsonl") + ".md",
-                *session.posargs, success_codes=[0, 1])
+    """`refbench run` the matrix into ``out`` and report its directory; failed cells do not fail the session."""
+    session.run("python", "-m", "bench", "run", *matrix, "--out", out, *session.posargs, success_codes=[0, 1])
+    _report(session, "python", out)
 
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """The default CPU matrix and its Markdown report (under 10 minutes on 2 cores)."""
+    """The default CPU matrix and the report of reports/cpu (under 10 minutes on 2 cores)."""
     _install(session)
     _run_matrix(session, os.environ.get("REFBENCH_OUT", "reports/cpu/bench.jsonl"), CPU_MATRIX)
 
@@ -95,8 +103,9 @@ def bench_gpu(session: nox.Session) -> None:
     """The full GPU matrix with the machine's own torch (no install, no network); report under reports/<gpu>/."""
     python = _system_gpu(session)
     out = os.environ.get("REFBENCH_OUT") or _gpu_out(session, python, "bench.jsonl")
-    session.run(python, "-m", "bench", "run", *GPU_MATRIX, "--out", out, "--report", out.removesuffix(".jsonl") + ".md",
-                *session.posargs, external=True, success_codes=[0, 1])
+    session.run(python, "-m", "bench", "run", *GPU_MATRIX, "--out", out, *session.posargs, external=True,
+                success_codes=[0, 1])
+    _report(session, python, out, external=True)
     session.run(python, "-m", "bench", "validate", "--device", "cuda", "--out",
                 out.removesuffix(".jsonl") + "-validate.json", external=True, success_codes=[0, 1])
 
