@@ -59,7 +59,8 @@ def _grid(n: int, ncols: int, panel_h: float, *, top: float = 0.55, bottom: floa
 def _title(ax, text: str, **kwargs) -> None:
     """A small panel's title, wrapped, and few ticks on its y axis (every tick label costs drawing time)."""
     ax.set_title(textwrap.fill(text, 30), **kwargs)
-    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
+    if ax.get_yscale() == "linear":
+        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
 
 
 def _legend(fig, colours: dict[str, tuple], extra: Sequence = ()) -> None:
@@ -98,7 +99,7 @@ def throughput_vs_batch(frame: pd.DataFrame, colours: dict[str, tuple]) -> bytes
     """One panel per workload: samples/s against batch size (log scale), a line per backend."""
     labels = list(dict.fromkeys(frame["label"]))
     with plt.rc_context(_STYLE):
-        fig, axes = _grid(len(labels), 4, 2.1, bottom=0.5, hspace=0.65)
+        fig, axes = _grid(len(labels), 4, 2.1, bottom=0.5, left=0.8, hspace=0.65)
         for ax, label in zip(axes, labels):
             for backend, cells in frame[frame["label"] == label].groupby("backend", sort=False):
                 cells = cells.sort_values("batch_size")
@@ -173,7 +174,7 @@ def roofline(table: pd.DataFrame, colours: dict[str, tuple], title: str) -> byte
     precisions = list(dict.fromkeys(table["precision"]))
     unit = table["unit"].iloc[0]
     with plt.rc_context(_STYLE):
-        fig, axes = _grid(len(precisions), 2, 4.2, bottom=0.2, left=0.7, hspace=0.9)
+        fig, axes = _grid(len(precisions), 2, 3.2, bottom=0.2, left=0.7, hspace=0.9)
         for ax, precision in zip(axes, precisions):
             cells = table[table["precision"] == precision]
             shapes = list(dict.fromkeys(cells["shape"]))

@@ -175,7 +175,8 @@ def _speedups(ctx: _Context) -> list[Section]:
         return []
     sections = [Section("Speed-up and throughput", [
         "For each mode and batch size: the speed-up of each backend over its device's eager backend (cpu or "
-        "cuda), then samples per second."])]
+        "cuda) per workload, the ratio of samples per second (higher is better), with the geometric mean over "
+        f"the workloads both measured as the last row; then samples per second. {UNSTABLE_NOTE}."])]
     pairs = analysis.versus_base(ok, "samples_per_s")
     means = analysis.geomeans(pairs)
     for title, rows in ctx.groups(ok):
@@ -183,10 +184,7 @@ def _speedups(ctx: _Context) -> list[Section]:
         group = _same_group(pairs, rows)
         if not group.empty:
             base = group["base_backend"].iloc[0]
-            section.blocks += [
-                f"Speed-up of each backend over {base} per workload (samples/s ratio, higher is better); the last "
-                f"row is the geometric mean over the workloads both measured. {UNSTABLE_NOTE}.",
-                *_speedup_blocks(group, _same_group(means, rows), base, title)]
+            section.blocks += _speedup_blocks(group, _same_group(means, rows), base, title)
         section.blocks += [
             "Samples per second (median step):",
             _grid(rows, lambda r: _fmt(r["samples_per_s"], ",.0f") + ("†" if r["unstable"] else ""),
