@@ -83,7 +83,7 @@ table{border-collapse:collapse;font-size:12px;margin:4px 0 10px}
 th,td{border:1px solid #d8dde6;padding:2px 7px;vertical-align:top;white-space:nowrap}
 th{background:#f3f6fa;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.good{background:#e2f4e5}td.bad{background:#fbe3e1}td.warn{background:#fff4d6}
-td.long{white-space:normal;min-width:180px;overflow-wrap:break-word}
+td.long{white-space:normal;min-width:120px;overflow-wrap:break-word}
 img{display:block;max-width:100%;height:auto;margin:6px 0 12px}
 details{margin:4px 0 10px}summary{cursor:pointer;color:#1f5fbf}
 """

@@ -153,20 +153,29 @@ def _environments(frame: pd.DataFrame) -> Section:
     rows = []
     for env_key, records in frame.groupby("env_key", sort=False):
         def get(name, env=records.iloc[-1]):
-            return env.get(f"env.{name}")
+            value = env.get(f"env.{name}")
+            return None if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)) else value
 
         software = ", ".join(f"{name} {get(name)}" for name in ("torch", "cuda", "cudnn", "triton", "driver")
-                             if get(name) is not None and pd.notna(get(name)))
+                             if get(name) is not None)
         commits = ", ".join(sorted(records["env.git_commit"].dropna().astype(str).unique())) \
             if "env.git_commit" in records else "-"
-        rows.append([env_key, get("gpu") or get("cpu") or "-", get("cpu") or "-", "-" if pd.isna(get("threads")) else _threads(get("threads")),
-                     software, get("host") or "-", commits, ", ".join(records["run_id"].dropna().unique()),
-                     str(len(records)), f"{_fmt(records['time'].min(), '%Y-%m-%d %H:%M')} to "
-                                        f"{_fmt(records['time'].max(), '%Y-%m-%d %H:%M')} UTC"])
-    table = pd.DataFrame(rows, columns=["machine (env_key)", "device", "CPU", "threads", "software", "host",
-                                        "commits", "runs", "records", "measured"])
+        device = ", ".join(str(v) for v in (get("gpu"), get("cpu")) if v) or "-"
+        rows.append([env_key, device, "-" if get("threads") is None else _threads(get("threads")), software,
+                     get("host") or "-", commits or "-", ", ".join(records["run_id"].dropna().unique()),
+                     str(len(records)), _time_span(records["time"])])
+    table = pd.DataFrame(rows, columns=["machine (env_key)", "device", "threads", "software", "host", "commits",
+                                        "runs", "records", "measured (UTC)"])
     return Section("Machines and runs", ["Results from different machines (env_key) are never compared.",
                                          Table(table)])
+
+
+def _time_span(times: pd.Series) -> str:
+    first, last = times.min(), times.max()
+    if pd.isna(first):
+        return "-"
+    end = last.strftime("%H:%M" if last.date() == first.date() else "%Y-%m-%d %H:%M")
+    return f"{first:%Y-%m-%d %H:%M} to {end}"
 
 
 def _speedups(ctx: _Context) -> list[Section]:
