@@ -194,7 +194,9 @@ def _speedups(ctx: _Context) -> list[Section]:
         if not group.empty:
             base = group["base_backend"].iloc[0]
             section.blocks += _speedup_blocks(group, _same_group(means, rows), base, title)
+        threads = rows["threads"].dropna().unique() if "threads" in rows else []
         section.blocks += [
+            *([f"torch CPU threads per cell: {', '.join(str(int(t)) for t in sorted(threads))}."] if len(threads) else []),
             "Samples per second (median step):",
             _grid(rows, lambda r: _fmt(r["samples_per_s"], ",.0f") + ("†" if r["unstable"] else ""),
                   lambda r: "warn" if r["unstable"] else "")]
@@ -265,16 +267,18 @@ def _latency(ctx: _Context) -> list[Section]:
 
 
 def _why_unstable(record: pd.Series, noise_columns: list[str]) -> str:
+    """The CV when it is above the bound, the run's own reasons, else "flagged by the run"; then its noise figures."""
     why = []
     if pd.notna(record["latency_ms.cv"]) and record["latency_ms.cv"] > analysis.UNSTABLE_CV:
         why.append(f"CV {record['latency_ms.cv']:.0%} > {analysis.UNSTABLE_CV:.0%}")
     reasons = record["noise.reasons"]
-    if isinstance(reasons, list) and reasons:
-        why += map(str, reasons)
-    elif record.get("metrics.unstable", record.get("unstable")) is True and len(why) == 0:
-        why.append("flagged by the run")
-    why += [f"{c.removeprefix('noise.')} {record[c]:.3g}" if isinstance(record[c], float) else
-            f"{c.removeprefix('noise.')} {record[c]}" for c in noise_columns if pd.notna(record[c])]
+    why += list(map(str, reasons)) if isinstance(reasons, list) else []
+    why += [] if why else ["flagged by the run"]
+    for column in noise_columns:
+        value = record[column]
+        if not isinstance(value, (list, dict)) and pd.notna(value):
+            why.append(f"{column.removeprefix('noise.')} {value:.3g}" if isinstance(value, float)
+                       else f"{column.removeprefix('noise.')} {value}")
     return "; ".join(why)
 
 
