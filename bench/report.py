@@ -256,30 +256,23 @@ def _latency(ctx: _Context) -> list[Section]:
         section.blocks += [f"{title}:", Figure(figures.latency_boxes(rows, ctx.colours), f"step times, {title}")]
     unstable = ok[ok["unstable"]]
     if not unstable.empty:
-        noise = [c for c in ok.columns if c.startswith("noise.") and c != "noise.reasons"]
         rows = [[r["label"], r["backend"], r["mode"], _fmt(r["batch_size"], ""), _fmt(r["latency_ms.median"], ",.3f"),
                  f"{_fmt(r['latency_ms.p10'], ',.3f')}-{_fmt(r['latency_ms.p90'], ',.3f')}",
-                 _fmt(r["latency_ms.cv"], ".1%"), _why_unstable(r, noise)] for _, r in unstable.iterrows()]
+                 _fmt(r["latency_ms.cv"], ".1%"), _why_unstable(r)] for _, r in unstable.iterrows()]
         section.blocks += [Table(pd.DataFrame(
             rows, columns=["workload", "backend", "mode", "batch", "median ms", "p10-p90 ms", "CV", "why"]),
             folded=f"the {len(unstable)} unstable cells and why")]
     return [section]
 
 
-def _why_unstable(record: pd.Series, noise_columns: list[str]) -> str:
-    """The CV when it is above the bound, the run's own reasons, else "flagged by the run"; then its noise figures."""
-    why = []
-    if pd.notna(record["latency_ms.cv"]) and record["latency_ms.cv"] > analysis.UNSTABLE_CV:
-        why.append(f"CV {record['latency_ms.cv']:.0%} > {analysis.UNSTABLE_CV:.0%}")
+def _why_unstable(record: pd.Series) -> str:
+    """The run's own reasons when it gives them; else the CV over the bound, else "flagged by the run"."""
     reasons = record["noise.reasons"]
-    why += list(map(str, reasons)) if isinstance(reasons, list) else []
-    why += [] if why else ["flagged by the run"]
-    for column in noise_columns:
-        value = record[column]
-        if not isinstance(value, (list, dict)) and pd.notna(value):
-            why.append(f"{column.removeprefix('noise.')} {value:.3g}" if isinstance(value, float)
-                       else f"{column.removeprefix('noise.')} {value}")
-    return "; ".join(why)
+    if isinstance(reasons, list) and reasons:
+        return "; ".join(map(str, reasons))
+    if pd.notna(record["latency_ms.cv"]) and record["latency_ms.cv"] > analysis.UNSTABLE_CV:
+        return f"CV {record['latency_ms.cv']:.0%} > {analysis.UNSTABLE_CV:.0%}"
+    return "flagged by the run"
 
 
 def _memory(ctx: _Context) -> list[Section]:
