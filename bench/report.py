@@ -69,8 +69,13 @@ def check_writable_dir(path: str | os.PathLike) -> None:
 def _write_atomically(path: Path, text: str) -> None:
     """Write a file next to ``path`` and rename it into place, so a reader never sees half a report."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise RefbenchError(f"cannot write {path} ({exc.strerror or exc}); free space or choose another "
+                            f"directory with -o") from None
 
 
 def build(loaded: analysis.Loaded) -> Document:

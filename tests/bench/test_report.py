@@ -136,6 +136,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, setup, message):
     assert not (tmp_path / "report.html").exists()
 
 
+def test_a_failed_write_is_one_line_and_leaves_no_partial_file(tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full_disk(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    path = _touch(tmp_path / "r.jsonl", json.dumps(throughput("mlp", "cuda", 1)) + "\n")
+    monkeypatch.setattr("bench.report.os.replace", full_disk)
+    assert main(["report", path, "-o", str(tmp_path / "rep")]) == 2
+    assert "(No space left on device); free space or choose another directory" in capsys.readouterr().err
+    assert list((tmp_path / "rep").iterdir()) == []
+
+
 def _touch(path, text=""):
     path.write_text(text)
     return str(path)
