@@ -6,7 +6,6 @@ because a GPU box usually has a matched, preinstalled torch and may have no
 internet.
 """
 import os
-import re
 import time
 from pathlib import Path
 
@@ -74,7 +73,7 @@ def bench(session: nox.Session) -> None:
     for matrix in CPU_MATRICES:
         session.run("python", "-m", "bench", "run", *CPU_SETTINGS, *matrix, "--out", str(out), *session.posargs,
                     success_codes=[0, 1])
-    session.run("python", "-m", "bench", "report", str(out), "--out", str(folder / "report.md"))
+    session.run("python", "-m", "bench", "report", str(out), "-o", str(folder))
 
 
 _GPU_PROBE = """
@@ -103,9 +102,9 @@ def _system_gpu(session: nox.Session) -> str:
 
 
 def _gpu_out(session: nox.Session, python: str, name: str) -> str:
-    gpu = session.run(python, "-c", "import torch; print(torch.cuda.get_device_name(0))", silent=True,
-                      external=True).strip()
-    return f"reports/{re.sub(r'[^A-Za-z0-9]+', '-', gpu).strip('-').lower()}/{name}"
+    folder = session.run(python, "-c", "import torch; from bench.gpu_check import gpu_folder_name; "
+                         "print(gpu_folder_name(torch.cuda.get_device_name(0)))", silent=True, external=True).strip()
+    return f"reports/{folder}/{name}"
 
 
 @nox.session(name="bench-gpu", venv_backend="none")
@@ -113,8 +112,9 @@ def bench_gpu(session: nox.Session) -> None:
     """The full GPU matrix with the machine's own torch (no install, no network); report under reports/<gpu>/."""
     python = _system_gpu(session)
     out = os.environ.get("REFBENCH_OUT") or _gpu_out(session, python, "bench.jsonl")
-    session.run(python, "-m", "bench", "run", *GPU_MATRIX, "--out", out, "--report", out.removesuffix(".jsonl") + ".md",
-                *session.posargs, external=True, success_codes=[0, 1])
+    session.run(python, "-m", "bench", "run", *GPU_MATRIX, "--out", out, *session.posargs, external=True,
+                success_codes=[0, 1])
+    session.run(python, "-m", "bench", "report", out, "-o", os.path.dirname(out), external=True)
     session.run(python, "-m", "bench", "validate", "--device", "cuda", "--out",
                 out.removesuffix(".jsonl") + "-validate.json", external=True, success_codes=[0, 1])
 

@@ -99,6 +99,10 @@ def cmd_run(args) -> int:
     matrix.validate()
     shard = parse_shard(args.shard) if args.shard else None
     out = _writable(args.out)
+    if args.report:
+        from bench.report import check_writable_dir
+
+        check_writable_dir(args.report)
     progress: list[Progress] = []
 
     def on_record(r):
@@ -126,19 +130,21 @@ def cmd_run(args) -> int:
     if args.report:
         from bench.report import write_report
 
-        print(f"report written to {write_report([out], _writable(args.report))}")
+        _print_report(write_report([out], args.report))
     return 0 if all(r["status"] in ("ok", "skipped") for r in records) else 1
+
+
+def _print_report(written) -> None:
+    for warning in written.warnings:
+        print(f"refbench: warning: {warning}", file=sys.stderr)
+    print(f"report written to {written.markdown} and {written.html}")
+    print("\n".join(written.summary))
 
 
 def cmd_report(args) -> int:
     from bench.report import write_report
-    from reference_models import RefbenchError
 
-    missing = [path for path in args.results if not os.path.isfile(path)]
-    if missing:
-        raise RefbenchError(f"no result file {missing[0]}; give the JSONL that `refbench run --out` wrote")
-    out = _writable(args.out or os.path.splitext(args.results[0])[0] + ".md")
-    print(f"report written to {write_report(args.results, out)}")
+    _print_report(write_report(args.results, args.out or os.path.dirname(os.path.abspath(args.results[0]))))
     return 0
 
 
@@ -243,12 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"],
                    help="how each cell gets its own process (inline: none, for debugging)")
     p.add_argument("--out", default="results/results.jsonl", help="JSONL file the records are appended to")
-    p.add_argument("--report", default=None, help="also write the Markdown report of --out here")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="also write the report of --out into DIR (report.md and report.html)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="write the Markdown report of result files")
-    p.add_argument("results", nargs="+", help="JSONL files from refbench run")
-    p.add_argument("--out", default=None, help="Markdown file (default: the first result file with .md)")
+    p = sub.add_parser("report", help="write the Markdown and self-contained HTML report of result files")
+    p.add_argument("results", nargs="+", help="JSONL files from refbench run, converge or kernels")
+    p.add_argument("-o", "--out", default=None, metavar="DIR",
+                   help="directory for report.md and report.html (default: the first result file's)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("validate", help="check refbench's timings against torch.utils.benchmark; harness overhead")

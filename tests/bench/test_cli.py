@@ -50,12 +50,12 @@ def test_help_still_prints_the_usage_and_exits_0(capsys):
 
 
 def test_run_then_report(tmp_path, capsys):
-    out, report = tmp_path / "r.jsonl", tmp_path / "r.md"
+    out, report = tmp_path / "r.jsonl", tmp_path / "rep"
     assert main([*RUN, "--backends", "cpu,cuda", "--out", str(out), "--report", str(report)]) == 0
     assert "2 records appended" in capsys.readouterr().out
-    text = report.read_text()
+    text = (report / "report.md").read_text()
     assert "| mlp |" in text and "no CUDA device on this machine" in text
-    assert main(["report", str(out)]) == 0 and os.path.exists(tmp_path / "r.md")
+    assert main(["report", str(out)]) == 0 and os.path.exists(tmp_path / "report.html")
 
 
 def test_list_fits_an_80_column_terminal(capsys, monkeypatch):
