@@ -1,0 +1,102 @@
+"""Workloads that break DistributedDataParallel, or the comparison with one process, on purpose.
+
+Importing this module registers them; the ranks import it too (``--import``).
+The faults that strike one rank strike rank 1 (``RANK`` is torchrun's), so
+world size 1 runs them cleanly and world size 2 meets the fault.
+"""
+import os
+import time
+
+import torch.nn.functional as F
+from torch import nn
+
+from reference_models import Recipe, Workload, register_model
+
+
+def _on_rank_1() -> bool:
+    return os.environ.get("RANK") == "1"
+
+
+class _Tiny(Workload):
+    source = "refbench tests"
+    input_shape = (8,)
+    num_classes = 4
+    recipes = {"fast": Recipe(optimizer="sgd", lr=0.1)}
+
+    def build(self) -> nn.Module:
+        return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+@register_model
+class RaiseOnRank1(_Tiny):
+    name = "test_ddp_raise"
+
+    def forward(self, model, batch):
+        if _on_rank_1():
+            raise RuntimeError("injected failure on rank 1")
+        return model(batch[0])
+
+
+@register_model
+class HangOnRank1(_Tiny):
+    name = "test_ddp_hang"
+
+    def forward(self, model, batch):
+        if _on_rank_1():
+            time.sleep(3600)
+        return model(batch[0])
+
+
+@register_model
+class HangEverywhere(_Tiny):
+    name = "test_ddp_hang_all"
+
+    def forward(self, model, batch):
+        time.sleep(3600)
+
+
+@register_model
+class UnsyncedGradients(_Tiny):
+    """Steps inside ``no_sync``: DDP skips the gradient all-reduce, so every rank trains on its own shard."""
+
+    name = "test_ddp_unsynced"
+
+    def train_step(self, model, batch, optimizer, *, scaler=None):
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            with model.no_sync():
+                return super().train_step(model, batch, optimizer, scaler=scaler)
+        return super().train_step(model, batch, optimizer, scaler=scaler)
+
+
+@register_model
+class BatchNormTiny(_Tiny):
+    """Plain BatchNorm: each rank normalises its shard by the shard's own statistics."""
+
+    name = "test_ddp_batchnorm"
+
+    def build(self) -> nn.Module:
+        return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
+
+
+@register_model
+class RandomStep(_Tiny):
+    """Functional dropout that dropout_off cannot reach: each rank draws its own mask."""
+
+    name = "test_ddp_random"
+
+    def forward(self, model, batch):
+        return F.dropout(model(batch[0]), 0.5, training=True)
+
+
+@register_model
+class FeaturesFirst(_Tiny):
+    """A batch laid out (features, batch): it cannot be split across ranks by rows."""
+
+    name = "test_ddp_features_first"
+
+    def example_batch(self, batch_size, device="cpu", *, seed=0):
+        x, y = super().example_batch(batch_size, device, seed=seed)
+        return x.T.contiguous(), y
+
+    def forward(self, model, batch):
+        return model(batch[0].T)
