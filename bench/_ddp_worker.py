@@ -13,15 +13,17 @@ MASTER_ADDR, MASTER_PORT). Each rank
 3. trains on its shard of one global batch: rank r takes rows
    ``[r * b, (r + 1) * b)`` of every tensor, so the ranks together see
    exactly the samples one process would;
-4. checks correctness (``_check``): ``check_steps`` steps from the same seed,
-   dropout off; rank 0 then trains the plain single-process Step on the whole
-   global batch and compares what the steps did to every parameter, and every
-   rank's parameters must be bit-identical to rank 0's;
+4. trains ``check_steps`` steps from the same seed, dropout off, keeping what
+   they did to every parameter and a digest of each rank's parameters;
 5. times ``warmup`` then ``iters`` steps, the same count on every rank (each
-   step holds collectives that every rank must join);
+   step holds collectives that every rank must join), peak memory around them;
 6. profiles ``profile_steps`` more steps with torch.profiler for the share of
    the step spent in all-reduce;
-7. gathers every rank's figures on rank 0, which returns them (the others
+7. on rank 0, last (its extra model must not count in its memory): trains the
+   plain single-process Step on the whole global batch from the same seed and
+   compares the parameter updates (``_verdict``); every rank's parameters
+   must also be bit-identical to rank 0's;
+8. gathers every rank's figures on rank 0, which returns them (the others
    return None).
 """
 from __future__ import annotations
@@ -95,15 +97,17 @@ def _measure_rank(spec: dict[str, Any], backend: backends.Backend, rank: int, wo
     probe = MemoryProbe(step.device)
     figures: dict[str, Any] = {"rank": rank, "host": socket.gethostname(), "threads": torch.get_num_threads()}
     if spec["check"]:
-        figures["correctness"] = _check(step, spec, global_batch, rank, world_size)
-        if figures["correctness"]["problems"]:
-            return figures
+        updates, _ = _train_checked(step, spec["check_steps"])
+        digests = [None] * world_size
+        dist.all_gather_object(digests, _digest(step.model.module))
     with probe.window("") as memory:
         timing = measure(step, step.device, iters=spec["iters"], min_warmup=spec["warmup"],
                          max_warmup=spec["warmup"], max_warmup_s=math.inf)
     figures["step_ms"] = timing.measurement.samples_ms
     figures["memory"] = memory
     figures.update(_allreduce_share(step, spec["profile_steps"]))
+    if spec["check"] and rank == 0:   # last, so that the single-process model costs no rank's figures anything
+        figures["correctness"] = _verdict(step, spec, global_batch, updates, digests)
     return figures
 
 
@@ -140,21 +144,9 @@ def _digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _check(step: Step, spec: dict[str, Any], global_batch: Any, rank: int, world_size: int) -> dict[str, Any]:
-    """The DDP steps against single-process training on the same global batch (module docstring, 4)."""
-    steps = spec["check_steps"]
-    updates, _ = _train_checked(step, steps)
-    digests = [None] * world_size
-    dist.all_gather_object(digests, _digest(step.model.module))
-    verdict = [None]
-    if rank == 0:
-        verdict[0] = _verdict(step, spec, global_batch, updates, digests)
-    dist.broadcast_object_list(verdict, src=0)
-    return verdict[0]
-
-
 def _verdict(step: Step, spec: dict[str, Any], global_batch: Any, updates: dict[str, torch.Tensor],
              digests: list[str]) -> dict[str, Any]:
+    """The DDP steps' parameter updates against single-process training on the same global batch."""
     steps = spec["check_steps"]
     single = prepare(step.workload, step.backend, "train", spec["global_batch_size"], variant=spec["variant"],
                      batch=global_batch, seed=spec["seed"], threads=spec["threads"], keep_reference_state=False)
