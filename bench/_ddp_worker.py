@@ -21,8 +21,9 @@ MASTER_ADDR, MASTER_PORT). Each rank
    the step spent in all-reduce;
 7. on rank 0, last (its extra model must not count in its memory): trains the
    plain single-process Step on the whole global batch from the same seed and
-   compares the parameter updates (``_verdict``); every rank's parameters
-   must also be bit-identical to rank 0's;
+   compares the parameter updates (``_verdict``; where one misses the fp32
+   tolerance, the same steps in float64 judge, allowing DDP the error of one
+   fp32 process); every rank's parameters must also be bit-identical to rank 0's;
 8. gathers every rank's figures on rank 0, which returns them (the others
    return None).
 """
@@ -45,7 +46,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils._pytree import tree_map
 
 from bench import backends
-from bench.correctness import CHECK_SEED, _generator_states, compare, dropout_off, fp64_copy
+from bench.correctness import (CHECK_SEED, EAGER_MULTIPLIER, _generator_states, compare, dropout_off, fp64_copy,
+                               replay_step)
 from bench.memory import MemoryProbe
 from bench.step import Step, prepare
 from bench.timing import measure
@@ -147,9 +149,9 @@ def _digest(model: nn.Module) -> str:
 def _verdict(step: Step, spec: dict[str, Any], global_batch: Any, updates: dict[str, torch.Tensor],
              digests: list[str]) -> dict[str, Any]:
     """The DDP steps' parameter updates against single-process training on the same global batch."""
-    steps = spec["check_steps"]
+    steps, against = spec["check_steps"], "single-process training on the same global batch"
     single = prepare(step.workload, step.backend, "train", spec["global_batch_size"], variant=spec["variant"],
-                     batch=global_batch, seed=spec["seed"], threads=spec["threads"], keep_reference_state=False)
+                     batch=global_batch, seed=spec["seed"], threads=spec["threads"], keep_reference_state=True)
     reference, random = _train_checked(single, steps)
     batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in single.model.modules())
     note = None
@@ -165,6 +167,13 @@ def _verdict(step: Step, spec: dict[str, Any], global_batch: Any, updates: dict[
         check = compare(updates, None, step.backend.precision)
     else:
         check = compare(updates, fp64_copy(reference), step.backend.precision)
+    if check.problems and not note:
+        # An update can differ by more than the tolerance and still be only rounding: Adam divides a gradient that
+        # is zero in exact arithmetic (an attention key's bias) by its own size, turning rounding into a step.
+        # The same steps in float64 decide: DDP passes where it is as close to them as one fp32 process is.
+        check = compare(updates, _fp64_updates(single, global_batch, steps), step.backend.precision, eager=reference)
+        against = (f"single-process training in float64 (within the tolerance, or within {EAGER_MULTIPLIER:g} "
+                   "times the error of single-process training in fp32)")
     problems = [f"after {steps} steps the DDP parameters differ from single-process training on the same "
                 f"{spec['global_batch_size']} samples (worst: {check.worst}): " + "; ".join(check.problems[:3])
                 ] if check.problems else []
@@ -172,7 +181,21 @@ def _verdict(step: Step, spec: dict[str, Any], global_batch: Any, updates: dict[
     if disagree:
         problems.append(f"the parameters of rank(s) {', '.join(map(str, disagree))} differ from rank 0's")
     return {**check.metrics(), "steps": steps, "ranks_agree": not disagree, "note": note, "problems": problems,
-            "against": "single-process training on the same global batch"}
+            "against": against}
+
+
+def _fp64_updates(single: Step, batch: Any, steps: int) -> dict[str, torch.Tensor]:
+    """What ``steps`` steps of one process do to every parameter in float64, from the same initial weights."""
+    final: dict[str, torch.Tensor] = {}
+
+    def train(model: nn.Module, batch: Any) -> None:
+        optimizer = single.workload.configure_optimizer(model, single.recipe)
+        for _ in range(steps):
+            single.workload.train_step(model, batch, optimizer)
+        final.update(_parameters(model))
+
+    replay_step(single.fresh_model, single.initial_state, batch, train, train=True, device=single.device)
+    return {name: p.cpu() - single.initial_state[name] for name, p in final.items()}
 
 
 def _allreduce_share(step: Step, steps: int) -> dict[str, Any]:

@@ -7,6 +7,7 @@ world size 1 runs them cleanly and world size 2 meets the fault.
 import os
 import time
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -100,3 +101,25 @@ class FeaturesFirst(_Tiny):
 
     def forward(self, model, batch):
         return model(batch[0].T)
+
+
+class _Shifted(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(8, 4)
+        self.shift = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return self.linear(x) + self.shift
+
+
+@register_model
+class ShiftInvariant(_Tiny):
+    """A logit shift that cross-entropy cannot see: its gradient is zero in exact arithmetic, rounding in fp32,
+    and Adam turns the rounding into steps of the learning rate's size."""
+
+    name = "test_ddp_shift_invariant"
+    recipes = {"fast": Recipe(optimizer="adam", lr=1e-2)}
+
+    def build(self) -> nn.Module:
+        return _Shifted()

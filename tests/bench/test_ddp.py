@@ -161,7 +161,8 @@ def test_two_ranks_train_like_one_process_and_records_say_so(tmp_path):
 
 @needs_two_cores
 def test_the_comparison_catches_unsynchronised_gradients_and_knows_when_it_cannot_compare():
-    records = run_ddp(["test_ddp_unsynced", "test_ddp_batchnorm", "test_ddp_random"], DDPConfig(**QUICK))
+    records = run_ddp(["test_ddp_unsynced", "test_ddp_batchnorm", "test_ddp_random", "test_ddp_shift_invariant"],
+                      DDPConfig(**QUICK))
     status = {(r["workload"], r["variant"]["world_size"]): r for r in records}
     assert status["test_ddp_unsynced", 1]["status"] == "ok"   # one rank: nothing to synchronise
     unsynced = status["test_ddp_unsynced", 2]
@@ -174,6 +175,10 @@ def test_the_comparison_catches_unsynchronised_gradients_and_knows_when_it_canno
         two = status[name, 2]
         assert two["status"] == "ok" and not two["metrics"]["correctness"]["compared"]
         assert cause in two["metrics"]["correctness"]["note"] and two["metrics"]["correctness"]["ranks_agree"]
+    shifted = status["test_ddp_shift_invariant", 2]   # rounding that Adam amplified: float64 decides
+    check = shifted["metrics"]["correctness"]
+    assert shifted["status"] == "ok" and check["compared"] and check["worst"] == "shift"
+    assert check["max_rel_err"] > check["tolerance"] and "float64" in check["against"]
 
 
 @needs_two_cores
