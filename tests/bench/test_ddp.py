@@ -182,15 +182,21 @@ def test_the_comparison_catches_unsynchronised_gradients_and_knows_when_it_canno
 
 
 @needs_two_cores
-def test_a_rank_that_raises_ends_the_launch_with_its_error_and_leaves_nothing(tmp_path):
+def test_a_rank_that_raises_ends_the_launch_with_its_error_and_leaves_nothing(capsys, tmp_path):
+    out = tmp_path / "r.jsonl"
     started = time.monotonic()
-    records = run_ddp(["test_ddp_raise", "mlp"], DDPConfig(**{**QUICK, "check": False}), tmp_path / "r.jsonl")
-    assert time.monotonic() - started < 100
+    code = cli.main(["ddp", "--workloads", "test_ddp_raise,mlp", "--nproc", "2", "--import", FAULTS, "--iters", "3",
+                     "--warmup", "1", "--profile-steps", "1", "--no-check", "--out", str(out)])
+    assert code == 1 and time.monotonic() - started < 100
+    records = read_results(out)
     assert [r["status"] for r in records] == ["ok", "error", "ok", "ok"]   # the run went on
     failed = records[1]
     assert failed["error"].startswith("rank 1 raised first")
     assert "RuntimeError: injected failure on rank 1" in failed["error"]
     assert failed["metrics"]["failed_ranks"][0] == 1
+    printed = capsys.readouterr()
+    assert "test_ddp_raise world size 2: error (rank 1 raised first" in printed.err
+    assert "4 records appended" in printed.out and "efficiency" in printed.out
     assert_nothing_left()
 
 
@@ -264,3 +270,12 @@ def test_the_leftover_check_sees_a_process_left_behind():
         child.kill()
         child.wait()
     assert child.pid not in leftover_processes()
+
+
+@pytest.mark.gpu
+def test_one_gpu_rank_under_nccl_trains_like_one_process():
+    records = run_ddp(["lenet5", "resnet18_cifar"], DDPConfig(**{**QUICK, "nproc": 1, "backend": "cuda",
+                                                                  "sync_batchnorm": True}))
+    for record in records:
+        assert record["status"] == "ok" and record["variant"]["dist_backend"] == "nccl"
+        assert record["metrics"]["correctness"]["compared"] and record["metrics"]["peak_mem_kind"].startswith("peak_allocated")
