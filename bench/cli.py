@@ -28,6 +28,15 @@ def _int_csv(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _merged_variants(items: list[dict]) -> dict[str, dict]:
+    """Repeated ``--variant W:K=V`` options as one variant per workload."""
+    variants: dict[str, dict] = {}
+    for item in items:
+        for workload, variant in item.items():
+            variants.setdefault(workload, {}).update(variant)
+    return variants
+
+
 def _writable(path: str) -> str:
     """``path`` if this process can append to it (creating it when absent), else a RefbenchError."""
     from reference_models import RefbenchError
@@ -86,10 +95,7 @@ def cmd_run(args) -> int:
     from bench.runner import parse_shard, run_matrix
     from bench.tables import print_table, record_row
 
-    variants: dict = {}
-    for item in args.variants:
-        for workload, variant in item.items():
-            variants.setdefault(workload, {}).update(variant)
+    variants = _merged_variants(args.variants)
     matrix = Matrix(workloads=args.workloads, backends=args.backends, modes=args.modes,
                     batch_sizes=args.batch_sizes, variants=variants, settings=Settings.from_args(args))
     matrix.validate()
@@ -174,10 +180,7 @@ def cmd_ddp(args) -> int:
     from bench.ddp import DDPConfig, run_ddp, scaling_row
     from bench.tables import print_table
 
-    variants: dict = {}
-    for item in args.variants:
-        for workload, variant in item.items():
-            variants.setdefault(workload, {}).update(variant)
+    variants = _merged_variants(args.variants)
     config = DDPConfig(nproc=args.nproc, backend=args.backend, dist_backend=args.dist_backend,
                        batch_size=args.batch_size, strong=args.strong, bucket_cap_mb=args.bucket_cap_mb,
                        static_graph=args.static_graph, sync_batchnorm=args.sync_batchnorm, variants=variants,

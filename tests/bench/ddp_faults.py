@@ -1,6 +1,7 @@
 """Workloads that break DistributedDataParallel, or the comparison with one process, on purpose.
 
-Importing this module registers them; the ranks import it too (``--import``).
+Importing this module registers them (and tests.bench.faulty_workloads', whose
+``test_hang`` hangs on every rank); the ranks import it too (``--import``).
 The faults that strike one rank strike rank 1 (``RANK`` is torchrun's), so
 world size 1 runs them cleanly and world size 2 meets the fault.
 """
@@ -11,25 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference_models import Recipe, Workload, register_model
+from reference_models import Recipe, register_model
+from tests.bench.faulty_workloads import TinyWorkload
 
 
 def _on_rank_1() -> bool:
     return os.environ.get("RANK") == "1"
 
 
-class _Tiny(Workload):
-    source = "refbench tests"
-    input_shape = (8,)
-    num_classes = 4
-    recipes = {"fast": Recipe(optimizer="sgd", lr=0.1)}
-
-    def build(self) -> nn.Module:
-        return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
-
-
 @register_model
-class RaiseOnRank1(_Tiny):
+class RaiseOnRank1(TinyWorkload):
     name = "test_ddp_raise"
 
     def forward(self, model, batch):
@@ -39,7 +31,7 @@ class RaiseOnRank1(_Tiny):
 
 
 @register_model
-class HangOnRank1(_Tiny):
+class HangOnRank1(TinyWorkload):
     name = "test_ddp_hang"
 
     def forward(self, model, batch):
@@ -49,15 +41,7 @@ class HangOnRank1(_Tiny):
 
 
 @register_model
-class HangEverywhere(_Tiny):
-    name = "test_ddp_hang_all"
-
-    def forward(self, model, batch):
-        time.sleep(3600)
-
-
-@register_model
-class UnsyncedGradients(_Tiny):
+class UnsyncedGradients(TinyWorkload):
     """Steps inside ``no_sync``: DDP skips the gradient all-reduce, so every rank trains on its own shard."""
 
     name = "test_ddp_unsynced"
@@ -70,7 +54,7 @@ class UnsyncedGradients(_Tiny):
 
 
 @register_model
-class BatchNormTiny(_Tiny):
+class BatchNormTiny(TinyWorkload):
     """Plain BatchNorm: each rank normalises its shard by the shard's own statistics."""
 
     name = "test_ddp_batchnorm"
@@ -80,7 +64,7 @@ class BatchNormTiny(_Tiny):
 
 
 @register_model
-class RandomStep(_Tiny):
+class RandomStep(TinyWorkload):
     """Functional dropout that dropout_off cannot reach: each rank draws its own mask."""
 
     name = "test_ddp_random"
@@ -90,7 +74,7 @@ class RandomStep(_Tiny):
 
 
 @register_model
-class FeaturesFirst(_Tiny):
+class FeaturesFirst(TinyWorkload):
     """A batch laid out (features, batch): it cannot be split across ranks by rows."""
 
     name = "test_ddp_features_first"
@@ -114,7 +98,7 @@ class _Shifted(nn.Module):
 
 
 @register_model
-class ShiftInvariant(_Tiny):
+class ShiftInvariant(TinyWorkload):
     """A logit shift that cross-entropy cannot see: its gradient is zero in exact arithmetic, rounding in fp32,
     and Adam turns the rounding into steps of the learning rate's size."""
 

@@ -232,7 +232,7 @@ def test_a_signal_stops_every_rank_and_the_run(sig, capsys, tmp_path):
     out, handler = tmp_path / "r.jsonl", signal.getsignal(sig)
     thread = _signal_when_ranks_run(sig)
     started = time.monotonic()
-    code = cli.main(["ddp", "--workloads", "test_ddp_hang_all", "--nproc", "1", "--import", FAULTS,
+    code = cli.main(["ddp", "--workloads", "test_hang", "--nproc", "1", "--import", FAULTS,
                      "--timeout", "300", "--out", str(out)])
     thread.join()
     assert code == 130 and time.monotonic() - started < 100
