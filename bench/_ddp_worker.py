@@ -6,7 +6,8 @@ MASTER_ADDR, MASTER_PORT). Each rank
 
 1. arms a watchdog (``faulthandler.dump_traceback_later``: it needs no GIL,
    prints every thread's stack and exits), so a rank that hangs ends within
-   ``timeout_s`` and its log says where it was; the agent then stops the rest;
+   ``timeout_s`` and its log says where it was; the agent then stops the rest
+   with SIGTERM, on which each prints its stack too (``faulthandler.register``);
 2. joins the process group and builds the Step with ``bench.step.prepare``,
    whose ``wrap_model`` wraps the model in DistributedDataParallel (after
    ``SyncBatchNorm`` conversion when asked);
@@ -36,6 +37,7 @@ import importlib
 import math
 import os
 import re
+import signal
 import socket
 from typing import Any
 
@@ -61,6 +63,7 @@ _ALLREDUCE = re.compile(r"all_?reduce", re.IGNORECASE)
 def rank_main(spec: dict[str, Any]) -> list[dict[str, Any]] | None:
     """Measure this rank (module docstring); rank 0 returns every rank's figures."""
     faulthandler.dump_traceback_later(spec["timeout_s"], exit=True)
+    faulthandler.register(signal.SIGTERM, chain=True)   # stopped by the agent: say where, then die as asked
     try:
         for module in spec["imports"]:
             importlib.import_module(module)
@@ -78,6 +81,7 @@ def rank_main(spec: dict[str, Any]) -> list[dict[str, Any]] | None:
             dist.destroy_process_group()
     finally:
         faulthandler.cancel_dump_traceback_later()
+        faulthandler.unregister(signal.SIGTERM)
 
 
 def shard(batch: Any, rank: int, world_size: int) -> Any:

@@ -63,7 +63,8 @@ from reference_models import RefbenchError, Workload, get_workload
 
 DIST_BACKENDS = ("gloo", "nccl")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-_WATCHDOG_MARK = "Timeout ("   # how faulthandler's watchdog starts its stack dump
+_WATCHDOG_MARK = "Timeout ("                 # how faulthandler's watchdog starts its stack dump
+_STACK_MARK = "(most recent call first)"     # the header of each thread in a faulthandler stack dump
 
 
 @dataclass(frozen=True)
@@ -425,43 +426,58 @@ def _rendezvous_message(exc: Exception, config: DDPConfig, nodes: int) -> str:
 
 
 def _failure(exc, logs: Path, timeout_s: float, first_rank: int) -> Outcome:
-    """The record of a launch that a rank ended: which rank failed first, how, and the tail of its error.
+    """The record of a launch that a rank ended: which rank failed first, how, and where every rank was.
 
     The agent's own report names only one failed process, often a rank that
-    died of another's death ("Connection closed by peer"); every rank's
-    torchrun log (the error file that ``record`` writes, its stderr and
-    stdout) says what really happened, and their times give the order.
+    died of another's death ("Connection closed by peer"), or a rank whose
+    watchdog fired while it waited for a rank that hung; every rank's torchrun
+    log says what really happened: the error file that ``record`` writes for
+    a rank that raised (its time gives the order), the watchdog's stack dump,
+    or the stack a rank dumps when the agent stops it (SIGTERM, after the
+    first failure).
     """
     from bench.worker import error_tail
 
-    reports = {}   # rank -> (when, how, what it said)
+    reports = {}   # rank -> (kind, when, how, what it said)
     for rank_dir in logs.glob("**/attempt_*/*"):
         if not rank_dir.name.isdigit():
             continue
         rank, stderr, error_file = first_rank + int(rank_dir.name), rank_dir / "stderr.log", rank_dir / "error.json"
         output = "\n".join(p.read_text(errors="replace") for p in (stderr, rank_dir / "stdout.log") if p.exists())
-        if _WATCHDOG_MARK in output:   # faulthandler's stack dump, innermost frame first
-            dump = output[output.index(_WATCHDOG_MARK):]
-            reports[rank] = (stderr.stat().st_mtime, f"no result within {timeout_s:g} s, stopped by its watchdog",
-                             dump[:1200])
+        if _WATCHDOG_MARK in output:
+            reports[rank] = ("hung", 0.0, f"no result within {timeout_s:g} s, stopped by its watchdog",
+                             _stack(output, _WATCHDOG_MARK))
         elif error_file.exists():
             message = json.loads(error_file.read_text()).get("message", {})
             said = message.get("extraInfo", {}).get("py_callstack") or message.get("message", "")
-            reports[rank] = (error_file.stat().st_mtime, "raised", error_tail(said, 1200))
+            reports[rank] = ("raised", error_file.stat().st_mtime, "raised", error_tail(said, 1200))
+        elif _STACK_MARK in output:
+            reports[rank] = ("stopped", 0.0, "was stopped when the launch ended; it was at",
+                             _stack(output, _STACK_MARK))
     for rank, failure in exc.failures.items():
         if rank not in reports:   # died without a word (a signal, os._exit)
             how = f"killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exit status {failure.exitcode}"
-            output = _rank_output(logs, failure.local_rank)
-            reports[rank] = (float(failure.timestamp), how, error_tail(output, 1200) or "(no output)")
-    # Ranks that raised, in the order they did (the first is the cause, the later ones died of it), then the
-    # ranks whose watchdogs fired: they all fire together, and each stack says where its rank waited.
-    hung = sorted(rank for rank in reports if "watchdog" in reports[rank][1])
-    order = sorted(set(reports) - set(hung), key=lambda rank: reports[rank][0]) + hung
-    lines = [f"rank {rank} {reports[rank][1]}{' first' if i == 0 and rank not in hung and len(order) > 1 else ''}: "
-             f"{reports[rank][2]}" for i, rank in enumerate(order)]
-    said = " ".join(reports[rank][2] for rank in order).lower()
+            reports[rank] = ("raised", float(failure.timestamp), how,
+                             error_tail(_rank_output(logs, failure.local_rank), 1200) or "(no output)")
+    # Ranks that failed by themselves, in the order they did (the first is the cause, later ones may have died of
+    # it), then those whose watchdogs fired, then those the agent stopped: each stack says where its rank was.
+    order = sorted(reports, key=lambda rank: (("raised", "hung", "stopped").index(reports[rank][0]),
+                                              reports[rank][1], rank))
+    raised = [rank for rank in order if reports[rank][0] == "raised"]
+    lines = [f"rank {rank} {reports[rank][2]}{' first' if raised[:1] == [rank] and len(order) > 1 else ''}: "
+             f"{reports[rank][3]}" for rank in order]
+    hung = [rank for rank in order if reports[rank][0] == "hung"]
+    said = " ".join(reports[rank][3] for rank in raised).lower()
     status = "timeout" if hung else ("oom" if "out of memory" in said else "error")
-    return Outcome(status, "\n".join(lines), "synthetic", {"failed_ranks": order, "hung_ranks": hung})
+    return Outcome(status, "\n".join(lines), "synthetic",
+                   {"failed_ranks": [rank for rank in order if reports[rank][0] != "stopped"], "hung_ranks": hung,
+                    "stopped_ranks": [rank for rank in order if reports[rank][0] == "stopped"]})
+
+
+def _stack(output: str, mark: str) -> str:
+    """The stack dump in ``output`` from the line holding ``mark``, innermost frame first (faulthandler's order)."""
+    start = output.rfind("\n", 0, output.index(mark)) + 1
+    return output[start:start + 1200].strip()
 
 
 def _rank_output(logs: Path, local_rank: int) -> str:

@@ -3,7 +3,8 @@
 Importing this module registers them (and tests.bench.faulty_workloads', whose
 ``test_hang`` hangs on every rank); the ranks import it too (``--import``).
 The faults that strike one rank strike rank 1 (``RANK`` is torchrun's), so
-world size 1 runs them cleanly and world size 2 meets the fault.
+world size 1 runs them cleanly and world size 2 meets the fault; ``test_ddp_exit``
+fails on rank 0, in every world.
 """
 import os
 import time
@@ -38,6 +39,18 @@ class HangOnRank1(TinyWorkload):
         if _on_rank_1():
             time.sleep(3600)
         return model(batch[0])
+
+
+@register_model
+class ExitOnRank0(TinyWorkload):
+    """Rank 0 dies without a word while the others sleep outside any collective: the agent must stop them."""
+
+    name = "test_ddp_exit"
+
+    def forward(self, model, batch):
+        if os.environ.get("RANK") == "0":
+            os._exit(3)
+        time.sleep(3600)
 
 
 @register_model

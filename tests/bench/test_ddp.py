@@ -200,6 +200,18 @@ def test_a_rank_that_raises_ends_the_launch_with_its_error_and_leaves_nothing(ca
     assert_nothing_left()
 
 
+@needs_two_cores
+def test_the_ranks_the_agent_stops_say_where_they_were():
+    records = run_ddp(["test_ddp_exit"], DDPConfig(**QUICK))
+    assert [r["status"] for r in records] == ["error", "error"]
+    two = records[1]
+    assert two["metrics"]["failed_ranks"] == [0] and two["metrics"]["stopped_ranks"] == [1]
+    assert two["error"].startswith("rank 0 exit status 3 first")
+    rank_1 = two["error"][two["error"].index("rank 1 was stopped when the launch ended; it was at"):]
+    assert "in forward" in rank_1 and "ddp_faults.py" in rank_1
+    assert_nothing_left()
+
+
 @pytest.mark.slow
 @needs_two_cores
 def test_a_rank_that_hangs_is_stopped_by_its_watchdog_and_named():
@@ -207,9 +219,11 @@ def test_a_rank_that_hangs_is_stopped_by_its_watchdog_and_named():
     (one, two) = run_ddp(["test_ddp_hang"], DDPConfig(**{**QUICK, "timeout_s": 20.0}))
     assert time.monotonic() - started < 90
     assert one["status"] == "ok" and two["status"] == "timeout"
-    assert 1 in two["metrics"]["hung_ranks"]
-    assert "rank 1 no result within 20 s, stopped by its watchdog" in two["error"]
-    assert "ddp_faults.py" in two["error"]   # the stack says where it hung
+    # Whichever watchdog fires first (rank 0's, waiting in the all-reduce, or rank 1's), both ranks' stacks are told.
+    assert two["metrics"]["hung_ranks"] and sorted(two["metrics"]["hung_ranks"] + two["metrics"]["stopped_ranks"]) == [0, 1]
+    assert "no result within 20 s, stopped by its watchdog" in two["error"]
+    rank_1 = two["error"][two["error"].index("rank 1 "):]
+    assert "in forward" in rank_1 and "ddp_faults.py" in rank_1   # where it hung
     assert_nothing_left()
 
 
