@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
+from torch.utils._pytree import tree_leaves
 
 from bench import backends
 from bench.environment import collect_env
@@ -213,10 +214,8 @@ def skip_reason(workload: Workload, config: DDPConfig) -> str | None:
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         return (f"its training step drives {type(optimizer).__name__}, not one torch.optim.Optimizer over the "
                 "model: DistributedDataParallel synchronises gradients only through the wrapped model's forward")
-    sizes = {2, 3}
-    for size in sizes:
-        leaves = [t for t in torch.utils._pytree.tree_leaves(workload.example_batch(size, "cpu"))
-                  if isinstance(t, torch.Tensor)]
+    for size in (2, 3):
+        leaves = [t for t in tree_leaves(workload.example_batch(size, "cpu")) if isinstance(t, torch.Tensor)]
         if any(t.dim() == 0 or t.shape[0] != size for t in leaves):
             return "its batch has a tensor that does not lead with the batch size, so it cannot be split across ranks"
     return None
@@ -230,10 +229,10 @@ def run_ddp(workloads: list[str], config: DDPConfig, out: str | os.PathLike | No
     list is empty: node 0 writes the records.
     """
     from bench.matrix import Matrix
+    from bench.settings import Settings
 
     config = config.resolved()
-    for module in config.imports:
-        _import(module)
+    Settings(imports=config.imports).validate()   # imports the modules (they may register workloads)
     names = Matrix(workloads=workloads, backends=[config.backend]).workload_names()
     for name in config.variants:
         get_workload(name).resolve_variant(**config.variants[name])
@@ -279,15 +278,6 @@ def _reach_rendezvous(config: DDPConfig) -> None:
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
-def _import(module: str) -> None:
-    import importlib
-
-    try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        raise RefbenchError(f"cannot import {module!r}: {exc}") from None
-
-
 def _workload_records(name: str, config: DDPConfig, run_id: str, env: dict) -> Iterator[dict]:
     """The records of one workload, in world-size order, each as soon as its efficiency can be computed."""
     workload = get_workload(name)
@@ -329,8 +319,7 @@ def _record(name: str, variant: dict, config: DDPConfig, shape: tuple[int, int],
                    "scaling": "strong" if config.strong else "weak", "dist_backend": config.dist_backend,
                    "bucket_cap_mb": config.bucket_cap_mb, "static_graph": config.static_graph,
                    "sync_batchnorm": config.sync_batchnorm}
-    metrics = {"world_size": world_size, "per_rank_batch_size": config.global_batch_size(world_size) // world_size,
-               **outcome.metrics}
+    metrics = {"per_rank_batch_size": config.global_batch_size(world_size) // world_size, **outcome.metrics}
     return make_record(run_id=run_id, env=env, workload=name, variant=ddp_variant, backend=config.backend,
                        mode="ddp", batch_size=config.global_batch_size(world_size), dataset=outcome.dataset,
                        status=outcome.status, error=outcome.error, metrics=metrics)
