@@ -169,6 +169,27 @@ def convergence_curves(frame: pd.DataFrame, colours: dict[str, tuple]) -> bytes:
         return _png(fig)
 
 
+def scaling_efficiency(frame: pd.DataFrame) -> bytes:
+    """Scaling efficiency against world size, a line per workload, backend and scaling mode (within a run)."""
+    with plt.rc_context(_STYLE):
+        fig, axes = _grid(1, 1, 2.6, bottom=0.6, left=0.8)
+        ax = axes[0]
+        for (series, _), rows in frame.groupby(["series", "run_id"], sort=False):
+            rows = rows.sort_values("world_size")
+            ax.plot(rows["world_size"].astype(float), rows["scaling_efficiency"].astype(float), marker="o",
+                    markersize=3, label=series)
+        sizes = sorted(set(frame["world_size"].astype(int)))
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(size) for size in sizes])
+        ax.minorticks_off()
+        ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("world size")
+        ax.set_ylabel("scaling efficiency")
+        ax.legend(fontsize=7, loc="lower left")
+        return _png(fig)
+
+
 def roofline(table: pd.DataFrame, colours: dict[str, tuple], title: str) -> bytes:
     """One panel per precision: each backend's achieved figure per shape, and the roofline (black bars)."""
     precisions = list(dict.fromkeys(table["precision"]))

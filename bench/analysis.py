@@ -46,7 +46,7 @@ CELL_KEY = ("workload", "variant", "backend", "mode", "batch_size", "dataset")
 # Above this coefficient of variation of the step time a cell's figures are "unstable" (pyperf warns at 10%).
 UNSTABLE_CV = MAX_CV   # the noise check's bound, for records made before it existed
 # Modes measured by the matrix of one step per cell, whose backends are compared with their device's eager one.
-NOT_THROUGHPUT_MODES = ("converge", "kernel")
+NOT_THROUGHPUT_MODES = ("converge", "kernel", "ddp")
 REQUIRED = ("workload", "backend", "mode", "status")
 # Columns every frame has, so a report of records that lack a metric still reads it (as missing).
 _ALWAYS = ("samples_per_s", "latency_ms.median", "latency_ms.p10", "latency_ms.p90", "latency_ms.cv",

@@ -14,7 +14,8 @@ import signal
 import sys
 from typing import Sequence
 
-from bench.settings import Settings, positive_float, threads_option, variant_option
+from bench.settings import (Settings, non_negative_int, positive_float, positive_int, threads_option,
+                            variant_option)
 
 
 def _csv(text: str) -> list[str]:
@@ -26,6 +27,15 @@ def _int_csv(text: str) -> list[int]:
         return [int(item) for item in _csv(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _merged_variants(items: list[dict]) -> dict[str, dict]:
+    """Repeated ``--variant W:K=V`` options as one variant per workload."""
+    variants: dict[str, dict] = {}
+    for item in items:
+        for workload, variant in item.items():
+            variants.setdefault(workload, {}).update(variant)
+    return variants
 
 
 def _writable(path: str) -> str:
@@ -90,10 +100,7 @@ def cmd_run(args) -> int:
     from bench.progress import Progress
     from bench.tables import print_table, record_row
 
-    variants: dict = {}
-    for item in args.variants:
-        for workload, variant in item.items():
-            variants.setdefault(workload, {}).update(variant)
+    variants = _merged_variants(args.variants)
     matrix = Matrix(workloads=args.workloads, backends=args.backends, modes=args.modes,
                     batch_sizes=args.batch_sizes, variants=variants, settings=Settings.from_args(args))
     matrix.validate()
@@ -197,6 +204,32 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_ddp(args) -> int:
+    from bench.ddp import DDPConfig, run_ddp, scaling_row
+    from bench.tables import print_table
+
+    variants = _merged_variants(args.variants)
+    config = DDPConfig(nproc=args.nproc, backend=args.backend, dist_backend=args.dist_backend,
+                       batch_size=args.batch_size, strong=args.strong, bucket_cap_mb=args.bucket_cap_mb,
+                       static_graph=args.static_graph, sync_batchnorm=args.sync_batchnorm, variants=variants,
+                       nnodes=args.nnodes, node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint,
+                       rdzv_timeout_s=args.rdzv_timeout, iters=args.iters, warmup=args.warmup, check=args.check,
+                       check_steps=args.check_steps, profile_steps=args.profile_steps, timeout_s=args.timeout,
+                       threads=args.threads, seed=args.seed, imports=tuple(args.imports)).resolved()
+    out = _writable(args.out) if config.writes_records else None
+    records = run_ddp(args.workloads, config, out, on_record=lambda r: print(
+        f"{r['workload']} world size {r['variant']['world_size']}: {r['status']}"
+        + (f" ({r['error'].splitlines()[0][:160]})" if r["error"] else ""), file=sys.stderr))
+    if not config.writes_records:
+        print(f"node {config.node_rank} done; node 0 writes the records")
+        return 0
+    print_table([scaling_row(r) for r in records],
+                ["workload", "world", "scaling", "status", "samples/s", "efficiency", "p50 ms", "p90 ms",
+                 "all-reduce", "peak MB/rank"])
+    print(f"{len(records)} records appended to {out}")
+    return 0 if all(r["status"] in ("ok", "skipped") for r in records) else 1
+
+
 def _terminate(signum, frame):
     """SIGTERM ends a run as Ctrl-C does: the current cell's processes are killed, written records kept."""
     raise KeyboardInterrupt
@@ -297,6 +330,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSONL file for one record per trial")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("ddp", help="data-parallel scaling under DistributedDataParallel, launched by torchrun")
+    p.add_argument("--workloads", type=_csv, required=True, help="names or shell patterns ('lenet*'), or all")
+    p.add_argument("--nproc", type=positive_int, required=True,
+                   help="ranks per node; world sizes 1, 2, 4, ... up to it are measured")
+    p.add_argument("--dist-backend", choices=["gloo", "nccl"], default=None,
+                   help="torch.distributed backend (default: nccl for a CUDA backend, gloo on the CPU)")
+    p.add_argument("--backend", default=None, help="the step's backend, e.g. cpu, cuda, cuda+amp-bf16 "
+                   "(default: cuda with nccl, else cpu)")
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="samples per rank (weak scaling), or per step in all with --strong")
+    p.add_argument("--strong", action="store_true", help="strong scaling: the global batch stays --batch-size")
+    p.add_argument("--bucket-cap-mb", type=positive_float, default=None,
+                   help="DDP's gradient bucket size in MiB (default: DDP's, 25)")
+    p.add_argument("--static-graph", action="store_true", help="DDP's static_graph=True")
+    p.add_argument("--sync-batchnorm", action="store_true",
+                   help="convert BatchNorm to SyncBatchNorm (CUDA): statistics over the global batch")
+    p.add_argument("--variant", dest="variants", type=variant_option, action="append", default=[],
+                   metavar="WORKLOAD:OPTION=VALUE", help="a workload's variant; repeatable")
+    p.add_argument("--nnodes", type=positive_int, default=1, help="nodes (run the same command on each)")
+    p.add_argument("--node-rank", type=non_negative_int, default=None, help="this node's rank, 0 to nnodes-1")
+    p.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+                   help="node 0's address and a free port (torchrun's static rendezvous)")
+    p.add_argument("--rdzv-timeout", type=positive_float, default=300.0,
+                   help="seconds to wait for the other nodes")
+    p.add_argument("--iters", type=positive_int, default=20, help="timed steps per world size")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed steps before them")
+    p.add_argument("--check-steps", type=positive_int, default=3,
+                   help="steps compared with single-process training")
+    p.add_argument("--no-check", dest="check", action="store_false", help="skip the comparison")
+    p.add_argument("--profile-steps", type=non_negative_int, default=3,
+                   help="steps profiled for the all-reduce share (0: none)")
+    p.add_argument("--timeout", type=positive_float, default=600.0,
+                   help="seconds a rank may take before its watchdog stops the launch")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads per rank")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first, in every rank too (it may register workloads); repeatable")
+    p.add_argument("--out", default="results.jsonl", help="JSONL file the records are appended to")
+    p.set_defaults(func=cmd_ddp)
     return parser
 
 

@@ -15,6 +15,7 @@ measurement, with why.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ def build(loaded: analysis.Loaded) -> Document:
     context = _Context(cells, many, figures.palette(cells["backend"]))
     sections = [_environments(loaded.frame)]
     for make in (_speedups, _batch_scaling, _latency, _memory, _first_step, _energy, _correctness,
-                 _convergence, _kernels, _not_ok):
+                 _convergence, _scaling, _kernels, _not_ok):
         sections += make(context)
     header = ["Results: " + ", ".join(f"{path} ({n} records)" for path, n in loaded.files.items()),
               f"{len(loaded.frame)} records; the latest of each cell on each machine: {len(cells)} cells."]
@@ -389,6 +390,26 @@ def _parity(record: pd.Series) -> str:
     detail = ", ".join(f"{name} {_fmt(record.get(f'parity.{name}'), '.3g')}" for name in ("delta", "margin")
                        if pd.notna(record.get(f"parity.{name}")))
     return f"{'ok' if ok else 'differs'} vs {record.get('parity.base')}" + (f" ({detail})" if detail else "")
+
+
+def _scaling(ctx: _Context) -> list[Section]:
+    """Data-parallel scaling (``refbench ddp``): efficiency against world size, within each run."""
+    runs = ctx.cells[ctx.cells["mode"].eq("ddp") & ctx.cells["status"].eq("ok")].copy()
+    if runs.empty:
+        return []
+    variant = runs["variant"].map(json.loads)
+    runs["world_size"] = variant.map(lambda v: v.get("world_size"))
+    runs["series"] = runs["workload"] + " " + runs["backend"] + " " + variant.map(lambda v: v.get("scaling", ""))
+    section = Section("Data-parallel scaling", [
+        "refbench ddp: samples/s of each world size, and its scaling efficiency (samples/s over world size times "
+        "world size 1's, measured in the same invocation)."])
+    section.blocks.append(Figure(figures.scaling_efficiency(runs), "scaling efficiency against world size"))
+    rows = [[r["series"], _fmt(r["world_size"], ".0f"), _fmt(r["samples_per_s"], ",.0f"),
+             _fmt(r.get("scaling_efficiency"), ".2f"), _fmt(r.get("allreduce_share"), ".0%"), r["run_id"]]
+            for _, r in runs.sort_values(["series", "world_size"]).iterrows()]
+    section.blocks.append(Table(pd.DataFrame(rows, columns=["workload, backend, scaling", "world size", "samples/s",
+                                                            "efficiency", "all-reduce share", "run"])))
+    return [section]
 
 
 def _kernels(ctx: _Context) -> list[Section]:

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "timeout", "oom", "skipped", "error", "not_run")
 MATRIX_MODES = ("train", "infer")          # the modes of `refbench run`'s matrix
-MODES = (*MATRIX_MODES, "converge", "kernel")
+MODES = (*MATRIX_MODES, "converge", "kernel", "ddp")
 FIELDS = (
     "schema", "run_id", "time", "env", "workload", "variant", "backend", "mode",
     "batch_size", "dataset", "status", "error", "metrics",

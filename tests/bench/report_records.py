@@ -78,3 +78,12 @@ def matrix():
         not_run("rnn_rows", "channels-last", "skipped", "channels-last changes nothing in a model without Conv2d layers"),
         not_run("mlp", "compile-max-autotune", "timeout", "no result within 600 s, killed; its last output: x\ny\nz"),
     ]
+
+
+def ddp(workload, world_size, samples_per_s, efficiency, *, env=CPU, run_id="r4"):
+    """A ``refbench ddp`` record of one world size."""
+    return make_record(run_id=run_id, env=env, workload=workload, backend="cpu", mode="ddp", batch_size=64 * world_size,
+                       dataset="synthetic", status="ok",
+                       variant={"world_size": world_size, "scaling": "weak", "dist_backend": "gloo"},
+                       metrics={"samples_per_s": samples_per_s, "scaling_efficiency": efficiency,
+                                "allreduce_share": 0.25})

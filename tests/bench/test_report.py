@@ -10,12 +10,12 @@ import pytest
 
 from bench.cli import main
 from bench.report import write_report
-from tests.bench.report_records import CPU, conv_kernel, converge, matrix, softmax_kernel, throughput
+from tests.bench.report_records import CPU, conv_kernel, converge, ddp, matrix, softmax_kernel, throughput
 from tests.bench.test_analysis import COMMITTED
 
 SECTIONS = ["machines-and-runs", "speed-up-and-throughput", "throughput-against-batch-size", "latency-distributions",
             "peak-memory", "compile-time-and-first-step", "energy-per-sample", "correctness", "convergence",
-            "kernels", "cells-that-did-not-give-a-measurement"]
+            "data-parallel-scaling", "kernels", "cells-that-did-not-give-a-measurement"]
 _DATA_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 
 
@@ -29,7 +29,8 @@ def _everything():
             conv_kernel("triton", 10.0, roofline_fraction=0.25),
             throughput("lenet5", "cuda", 10_000, mode="infer", unstable=True, threads=8,
                        noise={"load_avg": 3.5, "other_cpu": 0.4, "reasons": ["load average 3.5 on 2 cores"]}),
-            throughput("convnet3", "cuda", 10_000, mode="infer", unstable=True)]
+            throughput("convnet3", "cuda", 10_000, mode="infer", unstable=True),
+            ddp("mlp", 1, 40_000, 1.0), ddp("mlp", 2, 24_000, 0.3)]
 
 
 def _report(tmp_path, records, name="r.jsonl"):
@@ -56,10 +57,17 @@ def test_every_section_when_its_records_exist(full):
 def test_sections_without_records_are_left_out(tmp_path):
     html = _report(tmp_path, [throughput("mlp", "cpu", 1000, env=CPU), throughput("mlp", "cpu+int8", 2000, env=CPU,
                                                                                   mode="train")]).html.read_text()
-    for absent in ("energy-per-sample", "convergence", "kernels", "cells-that-did-not-give-a-measurement",
+    for absent in ("energy-per-sample", "convergence", "kernels", "data-parallel-scaling", "cells-that-did-not-give-a-measurement",
                    "throughput-against-batch-size"):
         assert f'id="{absent}"' not in html
     assert 'id="speed-up-and-throughput"' in html and "cpu+int8 / cpu" in html
+
+
+def test_ddp_records_give_the_scaling_section_and_stay_out_of_the_speed_ups(full):
+    md = full.markdown.read_text()
+    scaling = md.split("## Data-parallel scaling")[1].split("\n## ")[0]
+    assert "| mlp cpu weak | 2 | 24,000 | 0.30 | 25% |" in scaling
+    assert "world_size" not in md.split("## Data-parallel scaling")[0]
 
 
 def test_the_numbers_in_the_tables(full):
@@ -90,8 +98,8 @@ def test_the_html_is_one_self_contained_file_with_embedded_figures(full):
     html = full.html.read_text()
     images = _DATA_URI.findall(html)
     # heat-maps (train and infer at 128, train at 256), batch scaling, 3 latency figures, convergence,
-    # two softmax (fwd at two shapes is one figure) ... one per kernel and direction: softmax fwd, conv2d fwd.
-    assert len(images) == 3 + 1 + 3 + 1 + 2
+    # data-parallel scaling, then one per kernel and direction: softmax fwd (two shapes, one figure), conv2d fwd.
+    assert len(images) == 3 + 1 + 3 + 1 + 1 + 2
     assert all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for data in images)
     text = _DATA_URI.sub("", html)
     assert "http" not in text and "<script" not in text and "<link" not in text and "@import" not in text
