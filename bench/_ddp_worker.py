@@ -48,7 +48,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils._pytree import tree_map
 
 from bench import backends
-from bench.correctness import (CHECK_SEED, EAGER_MULTIPLIER, _generator_states, compare, dropout_off, fp64_copy,
+from bench.correctness import (CHECK_SEED, EAGER_MULTIPLIER, generator_states, compare, dropout_off, fp64_copy,
                                replay_step)
 from bench.memory import MemoryProbe
 from bench.step import Step, prepare
@@ -134,11 +134,11 @@ def _train_checked(step: Step, steps: int) -> tuple[dict[str, torch.Tensor], boo
     model = step.model.module if isinstance(step.model, DistributedDataParallel) else step.model
     before = _parameters(model)
     torch.manual_seed(CHECK_SEED)
-    generators = _generator_states()
+    generators = generator_states()
     with dropout_off(model):
         for _ in range(steps):
             step()
-    after = _generator_states()
+    after = generator_states()
     random = not torch.equal(generators[0], after[0]) or generators[1:] != after[1:]
     return {name: p - before[name] for name, p in _parameters(model).items()}, random
 

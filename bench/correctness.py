@@ -204,7 +204,7 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-def _generator_states() -> tuple:
+def generator_states() -> tuple:
     """The state of every global generator a step could draw from on the CPU."""
     import pickle
     import random
@@ -230,10 +230,10 @@ def replay_step(build: Callable[[], nn.Module], state: dict[str, torch.Tensor], 
         model.load_state_dict(state)
         model.train(train)
         torch.manual_seed(CHECK_SEED)
-        before = _generator_states()
+        before = generator_states()
         with dropout_off(model):
             output = run(model, batch)
-        after = _generator_states()
+        after = generator_states()
         random = not torch.equal(before[0], after[0]) or before[1:] != after[1:]
     return {k: v.detach().clone() for k, v in step_tensors(output, model if train else None).items()}, random
 
