@@ -48,7 +48,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils._pytree import tree_map
 
 from bench import backends
-from bench.correctness import (CHECK_SEED, EAGER_MULTIPLIER, generator_states, compare, dropout_off, fp64_copy,
+from bench.correctness import (CHECK_SEED, EAGER_MULTIPLIER, compare, dropout_off, fp64_copy, generator_states,
                                replay_step)
 from bench.memory import MemoryProbe
 from bench.step import Step, prepare
