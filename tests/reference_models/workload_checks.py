@@ -36,3 +36,10 @@ def assert_documented(workload: Workload):
     for target in workload.targets.values():
         workload.recipe(target.recipe)
         workload.resolve_variant(**target.variant)
+
+
+def assert_as_written_trains(workload: Workload, variant=None, *, batch_size: int = 8):
+    """The as-written variant builds, and one training step runs and gives a finite loss."""
+    model = workload.make(as_written=True, **(variant or {}))
+    loss = train(workload, model, workload.example_batch(batch_size), steps=1)[0]
+    assert loss == loss and abs(loss) < float("inf")
