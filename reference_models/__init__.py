@@ -6,6 +6,7 @@
     >>> model = get_workload("lenet5").make(activation="tanh")
 """
 from reference_models._errors import RefbenchError
+from reference_models._notes import Notes
 from reference_models._registry import get_model, get_workload, list_models, register_model, unregister_model
 from reference_models._workload import Recipe, Target, Workload, count_parameters, eval_mode
 
@@ -15,6 +16,6 @@ from reference_models import transformer, attention, tagger, sentiment, hpo  # n
 from reference_models import cnn, vgg, resnet, rnn, gan  # noqa: E402,F401  isort: skip
 
 __all__ = [
-    "RefbenchError", "Recipe", "Target", "Workload", "count_parameters", "eval_mode",
+    "Notes", "RefbenchError", "Recipe", "Target", "Workload", "count_parameters", "eval_mode",
     "get_model", "get_workload", "list_models", "register_model", "unregister_model",
 ]

@@ -1,9 +1,10 @@
 """What the CIFAR-10 workloads share: shapes, data set, training-time augmentation, the quick width.
 
 Real CIFAR-10 is trained with the usual random 4-pixel-padded crop and
-horizontal flip (the full accuracy targets assume them). The synthetic
-CIFAR-shaped task is not augmented: its classes are fixed colour patterns,
-and a flipped pattern would be a different class's image.
+horizontal flip (the full accuracy targets assume them) unless a recipe says
+``augment=False``, as document 001's does. The synthetic CIFAR-shaped task is
+never augmented: its classes are fixed colour patterns, and a flipped
+pattern would be a different class's image.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class CifarWorkload(Workload):
     dataset = "cifar10"
     input_shape = (3, 32, 32)
 
-    def train_batches(self, split, batch_size: int, *, generator: torch.Generator) -> Iterator[Batch]:
+    def train_batches(self, split, batch_size: int, *, generator: torch.Generator,
+                      augment: bool | None = None) -> Iterator[Batch]:
+        augment = split.dataset == "cifar10" and augment is not False
         for x, y in data.batches(split, batch_size, shuffle=True, generator=generator):
-            yield (random_crop_flip(x, generator=generator) if split.dataset == "cifar10" else x), y
+            yield (random_crop_flip(x, generator=generator) if augment else x), y

@@ -17,11 +17,20 @@ from torch import nn
 
 from reference_models import data
 from reference_models._errors import RefbenchError
+from reference_models._notes import Notes
+
+
+NORMALIZATIONS = ("dataset", "half", "none")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to train: the optimizer and its settings, batch size and epochs."""
+    """How to train: the optimizer and its settings, batch size, epochs and how the input is prepared.
+
+    ``normalize`` and ``augment`` are None where the workload's own data
+    handling applies (see ``Workload.load_data`` and ``train_batches``);
+    ``source`` says where the values come from.
+    """
 
     optimizer: str = "adam"          # sgd | adam | adamw
     lr: float = 1e-3
@@ -29,6 +38,9 @@ class Recipe:
     epochs: int = 10
     momentum: float = 0.0
     weight_decay: float = 0.0
+    normalize: str | None = None     # one of NORMALIZATIONS, for image sets
+    augment: bool | None = None      # random crops and flips, for real CIFAR-10
+    source: str = ""
     notes: str = ""
 
 
@@ -64,9 +76,9 @@ class Workload:
     input_shape: ClassVar[tuple[int, ...]] = (1, 28, 28)
     num_classes: ClassVar[int] = 10
     variants: ClassVar[dict[str, tuple]] = {}      # option -> allowed values, first is default
-    recipes: ClassVar[dict[str, Recipe]] = {}      # "document" and "fast"
+    recipes: ClassVar[dict[str, Recipe]] = {}      # "document" (or "reference") and "fast"
     targets: ClassVar[dict[str, Target]] = {}      # "quick" (CPU) and "full" (GPU)
-    notes: ClassVar[tuple[str, ...]] = ()          # where the document's code is wrong, what we do
+    notes: ClassVar[Notes | None] = None           # the workload next to its document
 
     # ----- what the harness needs to know, declared here so it never names a workload -----
     untimed_reason: ClassVar[str | None] = None    # why there is no train/infer step to time (None: there is)
@@ -145,9 +157,24 @@ class Workload:
 
     # ----- training to a target -----
 
-    def load_data(self, split: str, *, device="cpu", data_dir=None, dataset: str | None = None):
-        """The split to train or evaluate on; its ``dataset`` names what was really used."""
-        return data.load(dataset or self.dataset, split, data_dir=data_dir, device=device)
+    def load_data(self, split: str, *, device="cpu", data_dir=None, dataset: str | None = None,
+                  normalize: str | None = None):
+        """The split to train or evaluate on; its ``dataset`` names what was really used.
+
+        ``normalize`` (a recipe's): ``dataset`` (the default) subtracts the image
+        set's per-channel mean and divides by its standard deviation; ``half``
+        maps pixels from [0, 1] to [-1, 1], as ``transforms.Normalize((0.5,), (0.5,))``;
+        ``none`` keeps ``transforms.ToTensor()``'s [0, 1]. Synthetic images are
+        generated centred already; ``half`` rescales them alike.
+        """
+        normalize = normalize or "dataset"
+        if normalize not in NORMALIZATIONS:
+            raise RefbenchError(f"unknown normalisation {normalize!r}; use {', '.join(NORMALIZATIONS)}")
+        loaded = data.load(dataset or self.dataset, split, data_dir=data_dir, device=device,
+                           normalize=normalize == "dataset")
+        if normalize == "half":
+            loaded.x = loaded.x * 2 - 1
+        return loaded
 
     def train_batches(self, split, batch_size: int, *, generator: torch.Generator) -> Iterator[Batch]:
         return data.batches(split, batch_size, shuffle=True, generator=generator)

@@ -1,4 +1,4 @@
-"""Document 001 section 3.4: a GRU encoder-decoder with attention, three score functions.
+"""Document 001 section 3.4 (names only, no code): a GRU encoder-decoder with attention, three score functions.
 
 The encoder is a bidirectional GRU; the decoder a GRU whose every output
 state attends over the encoder states. The attention layer follows Luong
@@ -6,9 +6,9 @@ et al. (2015): context = sum_s softmax(score(h_t, e_s)) e_s over the
 unpadded source positions, then tanh(W [context; h_t]) predicts the token.
 Three workloads differ only in ``score``:
 
-- ``attention_additive`` (Bahdanau): v^T tanh(W_q h + W_k e)
-- ``attention_dot`` (Luong): h . e
-- ``attention_general`` (Luong): h^T W e
+- ``attention_additive`` (Bahdanau): v^T tanh(W_q h + W_k e), for the document's "content attention"
+- ``attention_dot`` (Luong): h . e, for its "query-key value attention"
+- ``attention_general`` (Luong): h^T W e, for its "general attention"
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from reference_models._notes import Notes
 from reference_models._registry import register_model
 from reference_models._workload import Recipe, Target
 from reference_models.data import seq2seq
@@ -107,24 +108,45 @@ class AttentionSeq2Seq(nn.Module):
         return (tokens, torch.cat(all_weights, dim=1)) if return_weights else tokens
 
 
+ATTENTION_NOTES = Notes(
+    document="001", section="3.4 注意力机制",
+    says=(
+        "The section names `内容注意力（content attention）`, `查询-键值注意力（query-key value attention）` and "
+        "`通用注意力（general attention）` and defines none of them; it gives no code, model, task, data set or "
+        "recipe.",
+    ),
+    changed=(
+        "The model is refbench's: a GRU encoder-decoder in which all three score functions sit in the same "
+        "decoder (Luong's placement: the decoder GRU runs first and its output attends), so they are compared "
+        "on equal terms; Bahdanau's original feeds the context into the GRU step instead.",
+        "The encoder is a bidirectional GRU over packed sequences, so padding never reaches its final states; "
+        "padded positions get attention weight zero.",
+    ),
+    substituted=("The document names no task; refbench reverses synthetic digit strings of 2 to 10 digits, held "
+                 "out: no test string occurs in training.",),
+    own_choices=("'reference' (Adam, lr 1e-3, batch 64, 10 epochs) and 'fast' (lr 3e-3, batch 128) are "
+                 "refbench's; the targets use 'fast'.",),
+    as_written="None: the document gives no code.",
+)
+
+
+def reading(phrase: str, score: str) -> Notes:
+    """The shared notes, with which of the document's names this score function stands for."""
+    return ATTENTION_NOTES.adding(own_choices=(
+        f"The {score} score stands for the document's {phrase}; the mapping is refbench's reading, since the "
+        f"document defines none of its names.",))
+
+
 class AttentionWorkload(Seq2SeqWorkload):
     score: str
     recipes = {
-        "document": Recipe(optimizer="adam", lr=1e-3, batch_size=64, epochs=10),
-        "fast": Recipe(optimizer="adam", lr=3e-3, batch_size=128, epochs=10),
+        "reference": Recipe(optimizer="adam", lr=1e-3, batch_size=64, epochs=10, source="refbench's"),
+        "fast": Recipe(optimizer="adam", lr=3e-3, batch_size=128, epochs=10, source="refbench's"),
     }
     targets = {
         "quick": Target("sequence_accuracy", 0.95, recipe="fast", max_epochs=3, budget_s=60, eval_every_steps=100),
         "full": Target("sequence_accuracy", 0.99, recipe="fast", max_epochs=20),
     }
-    notes = (
-        "All three score functions sit in the same decoder (Luong's placement: the decoder GRU "
-        "runs first and its output attends), so they are compared on equal terms; Bahdanau's "
-        "original feeds the context into the GRU step instead.",
-        "The encoder is a bidirectional GRU over packed sequences, so padding never reaches "
-        "its final states; padded positions get attention weight zero.",
-        "Targets are measured on held-out reversal strings of 2 to 10 digits.",
-    )
 
     def build(self) -> nn.Module:
         return AttentionSeq2Seq(self.score)
@@ -134,15 +156,20 @@ class AttentionWorkload(Seq2SeqWorkload):
 class AdditiveAttentionWorkload(AttentionWorkload):
     name, score = "attention_additive", "additive"
     source = "document 001 section 3.4: GRU seq2seq with additive (Bahdanau) attention"
+    notes = reading("content attention: Bahdanau's v^T tanh(W_q h + W_k e) scores the content of both states",
+                    "additive")
 
 
 @register_model
 class DotAttentionWorkload(AttentionWorkload):
     name, score = "attention_dot", "dot"
     source = "document 001 section 3.4: GRU seq2seq with dot-product (Luong) attention"
+    notes = reading("query-key value attention: the decoder state is the query, the encoder states are keys "
+                    "scored by a dot product and the values averaged", "dot")
 
 
 @register_model
 class GeneralAttentionWorkload(AttentionWorkload):
     name, score = "attention_general", "general"
     source = "document 001 section 3.4: GRU seq2seq with general (Luong) attention"
+    notes = reading("general attention, Luong et al.'s name for h^T W e", "general")

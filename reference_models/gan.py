@@ -1,4 +1,4 @@
-"""Documents 001 section 3.2 and 003: GANs that draw 28x28 Fashion-MNIST images.
+"""Documents 001 section 3.2 and 003 section 3 (descriptions, no code): GANs that draw 28x28 Fashion-MNIST images.
 
 ``dcgan``: a convolutional generator (noise -> 128x7x7 -> 64x14x14 -> 1x28x28,
 tanh) against a discriminator (1 -> 64 -> 128 channels, stride-2 4x4
@@ -21,6 +21,7 @@ from torch import nn
 
 from reference_models import data, fid
 from reference_models._errors import RefbenchError
+from reference_models._notes import Notes
 from reference_models._registry import register_model
 from reference_models._workload import Batch, Recipe, Target, Workload, backward_and_step, eval_mode
 
@@ -187,38 +188,55 @@ class GANWorkload(Workload):
         return net.features(images)
 
 
-GAN_NOTES = (
-    "Judged by FID-FMNIST, a Frechet distance in the 64 penultimate features of a small "
-    "Fashion-MNIST classifier that refbench trains and caches; it is not Inception FID and its "
-    "values are not comparable with published FIDs. fid_fmnist_floor is the distance between "
-    "two halves of the real test set (5,000 images each); fid_fmnist_ratio divides by the "
-    "distance of an untrained generator (seed 0), and the targets use that ratio.",
-    "The document trains on MNIST; refbench uses Fashion-MNIST, which ships with the system "
-    "and which the judge's classifier knows.",
+GAN_NOTES = Notes(
+    document="001", section="3.2 生成对抗网络 (GANs)",
+    says=(
+        "Document 001 section 3.2 describes a generator and a discriminator and a flow that stops training "
+        "whenever the discriminator judges an image fake (`否则停止训练`); no GAN is trained that way.",
+        "It says to train GANs with cross-entropy, a `WGAN-GP 优化器` (WGAN-GP optimizer; WGAN-GP is a loss "
+        "with a gradient penalty, not an optimizer) and a `判别器 BCE 损失函数` (BCE discriminator loss), "
+        "which WGAN-GP does not use.",
+        "Document 003 section 3 describes the two alternating steps in words. Neither document gives code, "
+        "layer sizes, a data set or a recipe.",
+    ),
+    substituted=(
+        "Neither document names a data set; refbench trains on Fashion-MNIST, which ships with the system and "
+        "which the judge's classifier knows.",
+    ),
+    own_choices=(
+        "Judged by FID-FMNIST, a Frechet distance in the 64 penultimate features of a small Fashion-MNIST "
+        "classifier that refbench trains and caches; it is not Inception FID and its values are not comparable "
+        "with published FIDs. fid_fmnist_floor is the distance between two halves of the real test set (5,000 "
+        "images each); fid_fmnist_ratio divides by the distance of an untrained generator (seed 0), and the "
+        "targets use that ratio.",
+    ),
+    as_written="None: neither document gives code.",
 )
 
 
 @register_model
 class DCGANWorkload(GANWorkload):
     name = "dcgan"
-    source = "document 001 section 3.2 and 003: DCGAN generator and discriminator, BCE loss"
+    source = "document 001 section 3.2 and 003 section 3: DCGAN generator and discriminator, BCE loss"
     betas = (0.5, 0.999)
     batch_norm_critic = True
     critic_steps = 1
     recipes = {
-        "document": Recipe(optimizer="adam", lr=2e-4, batch_size=64, epochs=20, notes="betas (0.5, 0.999)"),
-        "fast": Recipe(optimizer="adam", lr=5e-4, batch_size=64, epochs=20, notes="betas (0.5, 0.999)"),
+        "reference": Recipe(optimizer="adam", lr=2e-4, batch_size=64, epochs=20, notes="betas (0.5, 0.999)",
+                            source="Radford et al. (2016)"),
+        "fast": Recipe(optimizer="adam", lr=5e-4, batch_size=64, epochs=20, notes="betas (0.5, 0.999)",
+                       source="refbench's"),
     }
     targets = {
         "quick": Target("fid_fmnist_ratio", 0.3, recipe="fast", max_epochs=1, budget_s=150,
                         eval_every_steps=100, higher_is_better=False),
-        "full": Target("fid_fmnist_ratio", 0.10, recipe="document", max_epochs=20, higher_is_better=False),
+        "full": Target("fid_fmnist_ratio", 0.10, recipe="reference", max_epochs=20, higher_is_better=False),
     }
-    notes = (
-        "The discriminator returns a logit and the loss is BCEWithLogitsLoss: a sigmoid followed "
-        "by BCELoss computes the same loss with less precision.",
-        *GAN_NOTES,
-    )
+    notes = GAN_NOTES.adding(own_choices=(
+        "dcgan follows Radford et al. (2016): a convolutional generator and discriminator trained with binary "
+        "cross-entropy; the discriminator returns a logit and the loss is BCEWithLogitsLoss (a sigmoid followed "
+        "by BCELoss computes the same loss with less precision). 'reference' (Adam, lr 2e-4, betas (0.5, "
+        "0.999), batch 64) is that paper's recipe, 'fast' (lr 5e-4) refbench's.",))
 
     def critic_loss(self, critic, real, fake, scale: float = 1.0) -> torch.Tensor:
         real_logits, fake_logits = critic(real), critic(fake)
@@ -233,27 +251,30 @@ class DCGANWorkload(GANWorkload):
 @register_model
 class WGANGPWorkload(GANWorkload):
     name = "wgan_gp"
-    source = "document 001 section 3.2 and 003: WGAN with gradient penalty (lambda 10, 5 critic steps)"
+    source = "document 001 section 3.2 and 003 section 3: WGAN with gradient penalty (lambda 10, 5 critic steps)"
     betas = (0.0, 0.9)
     batch_norm_critic = False
     critic_steps = 5
     penalty_weight = 10.0
     recipes = {
-        "document": Recipe(optimizer="adam", lr=1e-4, batch_size=64, epochs=30, notes="betas (0, 0.9)"),
-        "fast": Recipe(optimizer="adam", lr=5e-4, batch_size=64, epochs=30, notes="betas (0, 0.9)"),
+        "reference": Recipe(optimizer="adam", lr=1e-4, batch_size=64, epochs=30, notes="betas (0, 0.9)",
+                            source="Gulrajani et al. (2017)"),
+        "fast": Recipe(optimizer="adam", lr=5e-4, batch_size=64, epochs=30, notes="betas (0, 0.9)",
+                       source="refbench's"),
     }
     targets = {
         "quick": Target("fid_fmnist_ratio", 0.6, recipe="fast", max_epochs=1, budget_s=300,
                         eval_every_steps=100, higher_is_better=False),
-        "full": Target("fid_fmnist_ratio", 0.10, recipe="document", max_epochs=30, higher_is_better=False),
+        "full": Target("fid_fmnist_ratio", 0.10, recipe="reference", max_epochs=30, higher_is_better=False),
     }
-    notes = (
-        "The critic has no batch normalisation: the gradient penalty is taken per image, and batch "
-        "statistics would couple the images of a batch.",
-        "One train_step is one critic step; every fifth also steps the generator, so a throughput "
-        "figure counts critic batches.",
-        *GAN_NOTES,
-    )
+    notes = GAN_NOTES.adding(own_choices=(
+        "wgan_gp follows Gulrajani et al. (2017): the Wasserstein loss with gradient penalty weight 10, five "
+        "critic steps per generator step, and 'reference' (Adam, lr 1e-4, betas (0, 0.9), batch 64) is that "
+        "paper's recipe, 'fast' (lr 5e-4) refbench's.",
+        "The critic has no batch normalisation: the gradient penalty is taken per image, and batch statistics "
+        "would couple the images of a batch.",
+        "One train_step is one critic step; every fifth also steps the generator, so a throughput figure counts "
+        "critic batches."))
 
     def critic_loss(self, critic, real, fake, scale: float = 1.0) -> torch.Tensor:
         penalty = gradient_penalty(critic, real, fake, scale=scale)

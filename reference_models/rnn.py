@@ -2,16 +2,16 @@
 
 A 28x28 image is 28 time steps of 28 features; a two-layer RNN, LSTM or GRU
 with 128 hidden units reads them, and a linear layer classifies the last
-step's output. The three cells are three workloads: ``rnn_rows``,
-``lstm_rows``, ``gru_rows``.
+step's output. The three cells are three workloads: ``rnn_rows`` (the
+document's nn.RNN), ``lstm_rows`` and ``gru_rows`` (refbench's additions).
 """
 from __future__ import annotations
 
 from torch import nn
 
+from reference_models._notes import NO_RECIPE, Notes
 from reference_models._registry import register_model
 from reference_models._workload import Recipe, Target, Workload
-from reference_models.cnn import FASHION_NOTE
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -29,28 +29,61 @@ class RowRNN(nn.Module):
         return self.fc(out[:, -1])
 
 
+ROWS = ("The document names no data set or sizes; refbench reads each 28x28 image as 28 time steps of 28 "
+        "features (input_dim 28, output_dim 10) and trains on MNIST, using Fashion-MNIST (same shapes) where "
+        "MNIST is absent; every record names the data set used.")
+
+RNN_NOTES = Notes(
+    document="003", section="2. 循环神经网络(Recurrent Neural Network)",
+    says=(
+        "`class RNNModel(nn.Module)` takes `input_dim, hidden_dim, layer_dim, output_dim`, runs "
+        "`nn.RNN(input_dim, hidden_dim, layer_dim, batch_first=True)` from a zero initial state and feeds "
+        "`out[:, -1, :]`, the last time step, to `nn.Linear(hidden_dim, output_dim)`.",
+        "The initial state is `Variable(torch.zeros(self.layer_dim, x.size(0), self.hidden_dim)).cuda()`, on the "
+        "GPU whether or not the model is (the check `if (next(self.parameters()).is_cuda):` comes after it), "
+        "and Variable is not imported.",
+        "No sizes, data set or recipe are given.",
+    ),
+    changed=(
+        "nn.RNN starts from zeros on the input's device when given no initial state: the document's model "
+        "without the .cuda() call, which is the default.",
+    ),
+    substituted=(ROWS,),
+    own_choices=("hidden_dim 128 and layer_dim 2 are refbench's.", NO_RECIPE,
+                 "'reference' is Adam, lr 1e-3, batch 64, 10 epochs; 'fast' is the quickest refbench knows, "
+                 "and the quick and full targets use it."),
+    as_written=("None: as written the model is the default (zero initial state, top layer's last step "
+                "classified); only its .cuda() call had to go."),
+)
+
+
 class RowRNNWorkload(Workload):
     cell: str
-    source = "document 003: RNNModel, 28 rows of 28 features, hidden 128, last step classified"
+    source = "document 003 section 2: RNNModel, 28 rows of 28 features, hidden 128, last step classified"
     dataset = "fashion-mnist"
     recipes = {
-        "document": Recipe(optimizer="adam", lr=1e-3, batch_size=64, epochs=10),
-        "fast": Recipe(optimizer="adam", lr=2e-3, batch_size=128, epochs=15),
+        "reference": Recipe(optimizer="adam", lr=1e-3, batch_size=64, epochs=10, source="refbench's"),
+        "fast": Recipe(optimizer="adam", lr=2e-3, batch_size=128, epochs=15, source="refbench's"),
     }
-    notes = (
-        "The classifier reads the top layer's output at the last row; the hidden state starts "
-        "at zero for every batch.",
-        FASHION_NOTE,
-    )
+    notes = RNN_NOTES
 
     def build(self) -> nn.Module:
         return RowRNN(self.cell)
 
 
+def with_cell(cell: str) -> Notes:
+    """The RNN's notes for a workload that swaps in another recurrent cell."""
+    return RNN_NOTES.adding(
+        changed=(f"{cell}_rows is refbench's addition: the document's model with nn.{cell.upper()} in place of "
+                 f"nn.RNN; the document shows only nn.RNN.",),
+        as_written="None: the document has no LSTM or GRU.")
+
+
 @register_model
 class RNNRowsWorkload(RowRNNWorkload):
     name, cell = "rnn_rows", "rnn"
-    recipes = {**RowRNNWorkload.recipes, "fast": Recipe(optimizer="adam", lr=1e-3, batch_size=128, epochs=20)}
+    recipes = {**RowRNNWorkload.recipes,
+               "fast": Recipe(optimizer="adam", lr=1e-3, batch_size=128, epochs=20, source="refbench's")}
     targets = {
         "quick": Target("accuracy", 0.70, recipe="fast", max_epochs=1, budget_s=150, eval_every_steps=100),
         "full": Target("accuracy", 0.85, recipe="fast", max_epochs=20),
@@ -60,6 +93,7 @@ class RNNRowsWorkload(RowRNNWorkload):
 @register_model
 class LSTMRowsWorkload(RowRNNWorkload):
     name, cell = "lstm_rows", "lstm"
+    notes = with_cell("lstm")
     targets = {
         "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=1, budget_s=150, eval_every_steps=100),
         "full": Target("accuracy", 0.88, recipe="fast", max_epochs=15),
@@ -69,6 +103,7 @@ class LSTMRowsWorkload(RowRNNWorkload):
 @register_model
 class GRURowsWorkload(RowRNNWorkload):
     name, cell = "gru_rows", "gru"
+    notes = with_cell("gru")
     targets = {
         "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=1, budget_s=150, eval_every_steps=100),
         "full": Target("accuracy", 0.88, recipe="fast", max_epochs=15),

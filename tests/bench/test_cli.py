@@ -54,7 +54,7 @@ def test_run_then_report(tmp_path, capsys):
     assert main([*RUN, "--backends", "cpu,cuda", "--out", str(out), "--report", str(report)]) == 0
     assert "2 records appended" in capsys.readouterr().out
     text = (report / "report.md").read_text()
-    assert "| mlp |" in text and "no CUDA device on this machine" in text
+    assert "| mlp as_written=False |" in text and "no CUDA device on this machine" in text
     assert main(["report", str(out)]) == 0 and os.path.exists(tmp_path / "report.html")
 
 

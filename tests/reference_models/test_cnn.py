@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from bench.convergence import converge
 from reference_models import count_parameters, get_workload
@@ -8,12 +9,14 @@ from tests.reference_models import workload_checks as checks
 NAMES = ["cnn_small", "convnet3"]
 
 
-@pytest.mark.parametrize("name, parameters", [
-    ("cnn_small", 421_642),   # 320 + 18,496 + 64*7*7*128+128 + 1,290
-    ("convnet3", 241_546),    # 320 + 18,496 + 73,856 + 128*3*3*128+128 + 1,290
+@pytest.mark.parametrize("name, variant, parameters", [
+    ("cnn_small", {}, 421_642),   # 320 + 18,496 + 64*7*7*128+128 + 1,290
+    ("cnn_small", {"as_written": True}, 225_034),   # 320 + 18,496 + 64*5*5*128+128 + 1,290
+    ("convnet3", {}, 241_546),    # 320 + 18,496 + 73,856 + 128*3*3*128+128 + 1,290
+    ("convnet3", {"as_written": True}, 104_202),    # 320 + 18,496 + 73,856 + 128*3*3*10+10
 ])
-def test_parameter_counts(name, parameters):
-    assert count_parameters(get_workload(name).make()) == parameters
+def test_parameter_counts(name, variant, parameters):
+    assert count_parameters(get_workload(name).make(**variant)) == parameters
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -34,13 +37,29 @@ def test_same_seed_same_losses(name):
     checks.assert_same_seed_same_losses(get_workload(name))
 
 
+@pytest.mark.parametrize("name, flattened", [("cnn_small", 64 * 5 * 5), ("convnet3", 128 * 3 * 3)])
+def test_as_written_flattens_what_its_layers_produce(name, flattened):
+    """cnn_small unpadded: 1,600, not 14*14*64; convnet3: 1,152, not 64*8*8."""
+    model = get_workload(name).make(as_written=True)
+    features = model.features(torch.randn(2, 1, 28, 28))
+    assert features.flatten(1).shape == (2, flattened) and model.classifier[1].in_features == flattened
+
+
+def test_cnn_small_as_written_is_unpadded():
+    model = get_workload("cnn_small").make(as_written=True)
+    assert [m.padding for m in model.features if isinstance(m, nn.Conv2d)] == [(0, 0), (0, 0)]
+
+
+def test_convnet3_as_written_has_one_linear_layer_and_a_relu_output():
+    workload = get_workload("convnet3")
+    model = workload.make(as_written=True)
+    assert [type(m) for m in model.classifier] == [nn.Flatten, nn.Linear, nn.ReLU]
+    assert (workload.eval_step(model, workload.example_batch(16)) >= 0).all()   # the ReLU clips the logits
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_documented(name):
-    checks.assert_documented(get_workload(name))
-
-
-def test_convnet3_note_names_the_fixed_flatten_size():
-    assert any("1,152" in note for note in get_workload("convnet3").notes)
+def test_as_written_trains(name):
+    checks.assert_as_written_trains(get_workload(name))
 
 
 @pytest.mark.convergence

@@ -39,7 +39,7 @@ def test_registered_test_workload_can_be_removed():
 
 def test_variants_are_checked():
     lenet = get_workload("lenet5")
-    assert lenet.resolve_variant() == {"activation": "relu"}
+    assert lenet.resolve_variant() == {"activation": "relu", "as_written": False}
     with pytest.raises(RefbenchError, match="activation='gelu' is not one of"):
         lenet.make(activation="gelu")
     with pytest.raises(RefbenchError, match="has no option depth"):

@@ -40,10 +40,6 @@ def test_quick_width_scales_every_stage():
     assert [block.conv2.out_channels for block in model.stages] == [16, 16, 32, 32, 64, 64, 128, 128]
 
 
-def test_documented():
-    checks.assert_documented(get_workload("resnet18_cifar"))
-
-
 @pytest.mark.convergence
 def test_quick_target_on_synthetic_cifar():
     result = converge(get_workload("resnet18_cifar"), "quick")

@@ -51,11 +51,6 @@ def test_same_seed_same_losses(name):
     checks.assert_same_seed_same_losses(get_workload(name))
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_documented(name):
-    checks.assert_documented(get_workload(name))
-
-
 @pytest.mark.convergence
 def test_lstm_quick_target_on_fashion_mnist(real_data):
     """>= 80% test accuracy on real Fashion-MNIST within the quick budget."""

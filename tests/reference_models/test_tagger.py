@@ -42,6 +42,14 @@ def test_document_size_is_bert_base_shaped():
     assert len(attentions) == 12 and attentions[0].heads == 12 and model.classifier.in_features == 768
 
 
+def test_document_recipe_is_the_documents():
+    """Adam at its default lr, batch 32, 10 epochs (document 001 section 4.2)."""
+    recipe = get_workload("pos_tagger").recipe("document")
+    assert (recipe.optimizer, recipe.lr, recipe.batch_size, recipe.epochs, recipe.weight_decay) == (
+        "adam", 1e-3, 32, 10, 0.0)
+    assert recipe.lr == torch.optim.Adam([torch.zeros(1, requires_grad=True)]).defaults["lr"]
+
+
 def test_unseen_words_are_told_apart_by_their_characters():
     model = get_workload("pos_tagger").make().eval()
     words = torch.full((1, 2), chinese.UNK)

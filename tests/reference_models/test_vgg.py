@@ -16,12 +16,25 @@ def meta_parameters(build) -> int:
         return count_parameters(build())
 
 
-@pytest.mark.parametrize("document_bugs", [False, True])
-def test_vgg16_cifar_parameter_count(document_bugs):
+def test_vgg16_cifar_parameter_count():
     features = meta_parameters(lambda: torchvision.models.vgg16_bn().features)
     assert features == meta_parameters(lambda: torchvision.models.vgg16().features) + BATCH_NORM
-    model = meta_parameters(lambda: get_workload("vgg16_cifar").make(document_bugs=document_bugs))
+    model = meta_parameters(lambda: get_workload("vgg16_cifar").make())
     assert model == features + CLASSIFIER_32 == 33_646_666
+
+
+def test_as_written_is_the_documents_six_convolutions():
+    """64-128-256-256-512-512, no BatchNorm, four pools, 512x2x2 = 2,048 into the first linear layer, softmax out."""
+    model = get_workload("vgg16_cifar").make(as_written=True)
+    convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 256, 512, 512]
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.features)
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in model.features) == 4
+    assert model.features(torch.randn(1, 3, 32, 32)).shape == (1, 512, 2, 2)
+    assert model.classifier[1].in_features == 2048 and isinstance(model.classifier[-1], torch.nn.Softmax)
+    convolutions = sum(c.weight.numel() + c.bias.numel() for c in convs)
+    classifier = 2048 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 10 + 10
+    assert count_parameters(model) == convolutions + classifier == 29_715_850
 
 
 def test_quick_width_scales_every_layer():
@@ -39,14 +52,27 @@ def test_vgg16_cifar_flattens_512_features_of_a_32x32_image():
     assert model(x).shape == (2, 10)
 
 
-def test_document_bugs_variant_outputs_probabilities():
+def test_as_written_outputs_probabilities():
     workload = get_workload("vgg16_cifar")
     batch = workload.example_batch(3)
-    buggy = workload.eval_step(workload.make(document_bugs=True).eval(), batch)
-    fixed = workload.eval_step(workload.make().eval(), batch)
-    assert torch.allclose(buggy.sum(1), torch.ones(3)) and (buggy >= 0).all()
+    as_written = workload.eval_step(workload.make(as_written=True, width=16).eval(), batch)
+    fixed = workload.eval_step(workload.make(width=16).eval(), batch)
+    assert torch.allclose(as_written.sum(1), torch.ones(3)) and (as_written >= 0).all()
     assert not torch.allclose(fixed.sum(1), torch.ones(3))
-    assert any("25088" in note for note in workload.notes) and any("softmax" in note for note in workload.notes)
+
+
+def test_as_written_at_the_quick_width():
+    """Width 16 scales the document's network as the default: channels 16..128, 512 flattened, 1,024 hidden."""
+    model = get_workload("vgg16_cifar").make(as_written=True, width=16)
+    assert [m.out_channels for m in model.features if isinstance(m, torch.nn.Conv2d)] == [16, 32, 64, 64, 128, 128]
+    assert model.classifier[1].in_features == 512 and model.classifier[1].out_features == 1024
+    checks.assert_as_written_trains(get_workload("vgg16_cifar"), {"width": 16}, batch_size=4)
+
+
+def test_document_recipe_is_the_documents():
+    recipe = get_workload("vgg16_cifar").recipe("document")
+    assert (recipe.optimizer, recipe.lr, recipe.momentum, recipe.batch_size, recipe.epochs, recipe.normalize,
+            recipe.augment) == ("sgd", 0.01, 0.9, 32, 10, "half", False)
 
 
 def test_vgg16_cifar_training_steps_lower_the_loss():
@@ -54,12 +80,7 @@ def test_vgg16_cifar_training_steps_lower_the_loss():
 
 
 def test_vgg16_cifar_same_seed_same_losses():
-    checks.assert_same_seed_same_losses(get_workload("vgg16_cifar"), {"document_bugs": True, "width": 16}, batch_size=4)
-
-
-@pytest.mark.parametrize("name", ["vgg16_cifar", "vgg16_transfer"])
-def test_documented(name):
-    checks.assert_documented(get_workload(name))
+    checks.assert_same_seed_same_losses(get_workload("vgg16_cifar"), {"as_written": True, "width": 16}, batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +99,7 @@ def test_vgg16_transfer_parameters_are_torchvisions_with_a_10_class_head(transfe
 def test_vgg16_transfer_says_where_its_weights_came_from(transfer_model):
     found = vgg.pretrained_vgg16_file()
     assert transfer_model.weights == (f"ImageNet ({found})" if found else "random init (no ImageNet VGG16 weights on disk)")
-    assert any("weights" in note for note in get_workload("vgg16_transfer").notes)
+    assert any("weights" in note for note in get_workload("vgg16_transfer").notes.substituted)
     assert get_workload("vgg16_transfer").provenance(transfer_model) == {"weights": transfer_model.weights}
 
 
@@ -96,6 +117,16 @@ def test_vgg16_transfer_trains_only_its_classifier(transfer_model):
     assert all(torch.equal(a, b) for a, b in zip(features_before, transfer_model.backbone.features.parameters()))
     assert not torch.equal(head_before, transfer_model.backbone.classifier[-1].weight)
     assert workload.eval_step(transfer_model, batch).shape == (4, 10)
+
+
+def test_transfer_as_written_trains_everything_through_the_1000_class_output():
+    with torch.device("meta"):
+        model = get_workload("vgg16_transfer").make(as_written=True)
+    assert model.backbone.classifier[-1].out_features == 1000
+    assert (model.head.in_features, model.head.out_features) == (1000, 10)
+    assert count_parameters(model, trainable_only=True) == count_parameters(model) == 138_357_544 + 10_010
+    recipe = get_workload("vgg16_transfer").recipe("document")
+    assert (recipe.optimizer, recipe.lr) == ("adam", 1e-3)
 
 
 def test_weights_file_from_the_environment_is_loaded(tmp_path, monkeypatch):

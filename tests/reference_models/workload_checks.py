@@ -1,7 +1,7 @@
 """Checks every workload of the documents must pass; the test files parametrise them per workload."""
 import torch
 
-from reference_models import Workload
+from reference_models import Notes, Workload
 
 
 def train(workload: Workload, model, batch, steps: int, recipe: str = "fast") -> list[float]:
@@ -29,10 +29,26 @@ def assert_same_seed_same_losses(workload: Workload, variant=None, *, batch_size
 
 
 def assert_documented(workload: Workload):
-    assert workload.source.startswith("document")
-    assert {"document", "fast"} <= set(workload.recipes)
+    """Notes, a document or reference recipe with its source, a fast recipe, reachable targets."""
+    notes = workload.notes
+    assert isinstance(notes, Notes) and notes.says, f"{workload.name} has no notes"
+    assert workload.source.startswith(f"document {notes.document}")
+    assert all(s and s.endswith(".") for sentences in notes.fields().values() for s in sentences)
+    assert {"document", "reference"} & set(workload.recipes) and "fast" in workload.recipes
+    assert all(recipe.source for recipe in workload.recipes.values())
     assert {"quick", "full"} <= set(workload.targets)
-    assert workload.notes and all(isinstance(n, str) and n.endswith(".") for n in workload.notes)
     for target in workload.targets.values():
         workload.recipe(target.recipe)
         workload.resolve_variant(**target.variant)
+    if "as_written" in workload.variants:
+        assert workload.variants["as_written"] == (False, True)   # the fixed model is the default
+        assert notes.as_written.startswith("as_written=True")
+    else:
+        assert notes.as_written.startswith("None")
+
+
+def assert_as_written_trains(workload: Workload, variant=None, *, batch_size: int = 8):
+    """The as-written variant builds, and one training step runs and gives a finite loss."""
+    model = workload.make(as_written=True, **(variant or {}))
+    loss = train(workload, model, workload.example_batch(batch_size), steps=1)[0]
+    assert loss == loss and abs(loss) < float("inf")
