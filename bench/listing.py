@@ -23,7 +23,8 @@ def workload_rows(pattern: str | None = None) -> list[dict]:
         with torch.device("meta"):  # shapes only: no memory, no initialisation cost
             parameters = count_parameters(workload.make())
         rows.append({
-            "name": name, "task": workload.task, "dataset": workload.dataset, "parameters": parameters,
+            "name": name, "task": workload.task, "dataset": getattr(workload, "dataset", None) or "-",
+            "parameters": parameters,
             "variants": ", ".join(f"{k}={'/'.join(map(str, v))}" for k, v in workload.variants.items()),
             "recipes": list(workload.recipes),
             "targets": {k: f"{t.metric} {'>=' if t.higher_is_better else '<='} {t.threshold}"

@@ -171,7 +171,7 @@ def test_run_writes_the_report_into_a_directory(tmp_path, capsys):
     assert main([*argv, "--report", str(tmp_path / "rep")]) == 0
     assert "report written to" in capsys.readouterr().out
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| mlp | cuda | infer | 2 | skipped | no CUDA device on this machine |" in md
+    assert "| mlp as_written=False | cuda | infer | 2 | skipped | no CUDA device on this machine |" in md
 
 
 # Rendering in a real browser: headless Chromium (Debian's `chromium` package).
