@@ -99,7 +99,7 @@ def run_sweep(
     if unknown:
         raise ValueError(f"unknown precision or direction {sorted(unknown)}; "
                          f"choose from {list(PRECISIONS)} and {list(DIRECTIONS)}")
-    layers = _distinct(layers)
+    layers = distinct_layers(layers)
     if not on_gpu(device):
         # Triton decides between compiling and interpreting when a kernel is defined.
         os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -248,7 +248,7 @@ def _precision_flags(device, tf32: bool):
         torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
 
 
-def _distinct(layers: Sequence[dict]) -> list[dict]:
+def distinct_layers(layers: Sequence[dict]) -> list[dict]:
     """The layers with distinct shapes, each naming the later ones that share it."""
     first: dict[tuple, dict] = {}
     for layer in layers:

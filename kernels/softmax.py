@@ -24,6 +24,8 @@ import triton
 import triton.language as tl
 from torch import nn
 
+from kernels._launch import launch
+
 # The row kernel holds a whole row per program in registers: at most 128 KiB
 # of accumulator values (32 per thread at 32 warps), one row of them in the
 # forward and two (y and dy) in the backward. Longer rows, up to 32768 fp32
@@ -202,9 +204,9 @@ def softmax_forward(x: torch.Tensor, dim: int = -1, *, log: bool = False) -> tor
     if n <= _row_kernel_max_n(x.dtype, rows_held=1):
         config = _row_config(m, n)
         grid = (triton.cdiv(m, config["BLOCK_M"]),)
-        _forward_rows[grid](x2, y2, m, n, x2.stride(0), y2.stride(0), LOG=log, ACC=acc, **config)
+        launch(_forward_rows, grid, x2, y2, m, n, x2.stride(0), y2.stride(0), LOG=log, ACC=acc, **config)
     else:
-        _forward_long[(m,)](x2, y2, n, x2.stride(0), y2.stride(0), LOG=log, ACC=acc, **_long_config(n))
+        launch(_forward_long, (m,), x2, y2, n, x2.stride(0), y2.stride(0), LOG=log, ACC=acc, **_long_config(n))
     return _unrows(y2, x, dim)
 
 
@@ -221,9 +223,9 @@ def softmax_backward(dy: torch.Tensor, y: torch.Tensor, dim: int = -1, *, log: b
     if n <= _row_kernel_max_n(y.dtype, rows_held=2):
         config = _row_config(m, n)
         grid = (triton.cdiv(m, config["BLOCK_M"]),)
-        _backward_rows[grid](y2, dy2, dx2, m, n, *strides, LOG=log, ACC=acc, **config)
+        launch(_backward_rows, grid, y2, dy2, dx2, m, n, *strides, LOG=log, ACC=acc, **config)
     else:
-        _backward_long[(m,)](y2, dy2, dx2, n, *strides, LOG=log, ACC=acc, **_long_config(n))
+        launch(_backward_long, (m,), y2, dy2, dx2, n, *strides, LOG=log, ACC=acc, **_long_config(n))
     return _unrows(dx2, y, dim)
 
 
