@@ -5,7 +5,8 @@ the launches are collected instead of run: their kernel, grid and arguments,
 exactly as the host code chose them. That lets a kernel be compiled ahead of
 time for a GPU this machine does not have (``bench.kernel_static``): tensors
 on the ``meta`` device carry the shapes and strides, and the recording says
-how many multiprocessors the target has, for the host code that sizes grids.
+how many multiprocessors and how much L2 the target has, for the host code
+that sizes grids.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class Launch:
 @dataclass
 class _Recording:
     multiprocessors: int
+    l2_bytes: int
     launches: list[Launch] = field(default_factory=list)
 
 
@@ -44,9 +46,10 @@ def launch(kernel, grid, *args, **kwargs) -> None:
 
 
 @contextlib.contextmanager
-def recorded_launches(*, multiprocessors: int) -> Iterator[list[Launch]]:
-    """Collect the launches made inside the block (none of them run) for a GPU with ``multiprocessors`` SMs."""
-    recording = _Recording(multiprocessors)
+def recorded_launches(*, multiprocessors: int, l2_bytes: int) -> Iterator[list[Launch]]:
+    """Collect the launches made inside the block (none of them run) for a GPU with
+    ``multiprocessors`` SMs and ``l2_bytes`` of L2 cache."""
+    recording = _Recording(multiprocessors, l2_bytes)
     token = _RECORDING.set(recording)
     try:
         yield recording.launches
@@ -58,11 +61,13 @@ def recording() -> bool:
     return _RECORDING.get() is not None
 
 
-def multiprocessor_count(device: torch.device) -> int:
-    """The SMs that launches on ``device`` will have: the recording's, the CUDA device's, else 1."""
+def device_limits(device: torch.device) -> tuple[int, int]:
+    """(SMs, L2 bytes) that launches on ``device`` will have: the recording's, the CUDA
+    device's, else one SM and 1 MiB (the interpreter)."""
     recording = _RECORDING.get()
     if recording is not None:
-        return recording.multiprocessors
+        return recording.multiprocessors, recording.l2_bytes
     if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 1
+        properties = torch.cuda.get_device_properties(device)
+        return properties.multi_processor_count, properties.L2_cache_size
+    return 1, 1 << 20

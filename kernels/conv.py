@@ -40,7 +40,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 from torch.utils.weak import WeakIdKeyDictionary
 
-from kernels._launch import launch, multiprocessor_count, recording
+from kernels._launch import device_limits, launch, recording
 
 ACTIVATIONS = (None, "relu")
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -122,7 +122,10 @@ def _mma(a, b, acc, PRECISION: tl.constexpr, DOT_FP32: tl.constexpr):
     prune_configs_by={"early_config_prune": _prune},
     reset_to_zero=["y_ptr"],  # the weight gradient adds into y: every timed candidate starts from zeros
 )
-@triton.jit(do_not_specialize=["B", "H", "W", "U", "V", "pad_h", "pad_w"])
+# Sizes and geometry are not specialised on: a compile per combination of their values and
+# divisibilities would buy no wider load. Strides and channel counts are (16-byte accesses).
+@triton.jit(do_not_specialize=["B", "H", "W", "U", "V", "R", "S", "K", "str_h", "str_w", "pad_h", "pad_w",
+                               "dil_h", "dil_w"])
 def _conv_gemm_kernel(
     x_ptr, w_ptr, y_ptr, bias_ptr, table_ptr,
     B, I, H, W, O, U, V, R, S, K,
@@ -163,17 +166,27 @@ def _conv_gemm_kernel(
     if CHANNEL_BLOCKS:
         # One loop over (tap, block of channels), the tap derived per step, so that the
         # pipeliner keeps loads in flight across taps. Channels are the contiguous axis of
-        # x and w here (channels-last), so both tiles load in 16-byte vectors.
+        # x and w here (channels-last), so both tiles load in 16-byte vectors. With UP = 1 a
+        # tap only shifts every row by the same amount: one row vector of offsets and the
+        # rows' first tap position serve all taps (rows past M start far outside the image).
+        x_base = x_row + h_base * sxh + w_base * sxw
+        h_base = tl.where(row_ok, h_base, -(1 << 30))
         blocks = tl.cdiv(I, BLOCK_K)
         for step in range(0, R * S * blocks):
             rs = step // blocks
             c = (step - rs * blocks) * BLOCK_K + tl.arange(0, BLOCK_K)
             r = rs // S
             s = rs - r * S
-            hi, wi, tap = _tap(h_base + r * dil_h, w_base + s * dil_w, H, W, UP_H, UP_W)
+            if UP_H == 1 and UP_W == 1:
+                dh = r * dil_h
+                dw = s * dil_w
+                tap = (h_base >= -dh) & (h_base < H - dh) & (w_base >= -dw) & (w_base < W - dw)
+                x_at = x_base + dh * sxh + dw * sxw
+            else:
+                hi, wi, tap = _tap(h_base + r * dil_h, w_base + s * dil_w, H, W, UP_H, UP_W)
+                x_at = x_row + hi * sxh + wi * sxw
             c_ok = c < I
-            a = tl.load(x_ptr + (x_row + hi * sxh + wi * sxw)[:, None] + (c * sxi)[None, :],
-                        mask=(row_ok & tap)[:, None] & c_ok[None, :], other=0.0)
+            a = tl.load(x_ptr + x_at[:, None] + (c * sxi)[None, :], mask=tap[:, None] & c_ok[None, :], other=0.0)
             bt = tl.load(w_ptr + (r * swr + s * sws + c * swi)[:, None] + (rn * swo)[None, :],
                          mask=c_ok[:, None] & col_ok[None, :], other=0.0)
             acc = _mma(a, bt, acc, PRECISION, DOT_FP32)
@@ -281,7 +294,7 @@ def _split_k(tiles: int, reduction: int, device: torch.device) -> int:
     when deterministic algorithms are asked for (the splits add up in any order)."""
     if torch.are_deterministic_algorithms_enabled():
         return 1
-    return max(1, min(triton.cdiv(2 * multiprocessor_count(device), tiles), reduction // 1024))
+    return max(1, min(triton.cdiv(2 * device_limits(device)[0], tiles), reduction // 1024))
 
 
 _channels_last_copies = WeakIdKeyDictionary()
