@@ -128,6 +128,34 @@ def cmd_validate(args) -> int:
     return 0 if result["agrees"] else 1
 
 
+def _one_line(text: str | None, width: int = 80) -> str | None:
+    """The first line of ``text``, cut to ``width`` characters."""
+    if not text:
+        return None
+    line = text.strip().splitlines()[0]
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def cmd_kernels_static(args) -> int:
+    from bench.environment import collect_env
+    from bench.kernel_static import TABLE_COLUMNS, document_cases, static_check, static_records, table_rows
+    from bench.results import ResultWriter, new_run_id
+    from bench.tables import print_table
+
+    out = _writable(args.out)
+    cases = [case for case in document_cases() if args.kernel in (None, case.kernel)]
+    print(f"compiling {len(cases)} cases for {args.static} (every config the pruner keeps)", file=sys.stderr)
+    rows = static_check(cases, target=args.static, jobs=args.jobs)
+    records = static_records(rows, run_id=new_run_id(), env=collect_env())
+    with ResultWriter(out) as writer:
+        for record in records:
+            writer.append(record)
+    print_table(table_rows(rows), TABLE_COLUMNS)
+    failed = sum(record["status"] != "ok" for record in records)
+    print(f"{len(records)} records appended to {out}; {failed} with problems")
+    return 1 if failed else 0
+
+
 def cmd_kernels(args) -> int:
     import subprocess
 
@@ -136,6 +164,10 @@ def cmd_kernels(args) -> int:
     from bench.kernel_runs import run_kernel_sweep
     from bench.tables import print_table
 
+    if args.static:
+        return cmd_kernels_static(args)
+    if args.kernel is None:
+        raise RefbenchError("name a kernel to sweep (softmax or conv2d), or ask for --static sm_90")
     out = _writable(args.out)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if torch.device(device).type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
@@ -144,13 +176,15 @@ def cmd_kernels(args) -> int:
         argv = [sys.executable, "-m", "bench", "kernels", args.kernel, "--device", device, "--out", out,
                 *(["--quick"] if args.quick else []), *(["--dtypes", ",".join(args.dtypes)] if args.dtypes else [])]
         return subprocess.run(argv, env={**os.environ, "TRITON_INTERPRET": "1"}).returncode
-    records = run_kernel_sweep(args.kernel, device=device, quick=args.quick, out=out, dtypes=args.dtypes,
+    shapes = args.shapes or ("quick" if args.quick else "full")
+    records = run_kernel_sweep(args.kernel, device=device, shapes=shapes, out=out, dtypes=args.dtypes,
                                log=lambda line: print(line, file=sys.stderr))
     rows = [{"kernel": r["workload"], "backend": r["backend"], "status": r["status"],
              "case": " ".join(f"{k}={v}" for k, v in r["variant"].items() if not isinstance(v, dict)),
-             **{k: r["metrics"].get(k) for k in ("time_ms", "gbps", "tflops", "max_abs_err")}}
+             **{k: r["metrics"].get(k) for k in ("time_ms", "gbps", "tflops", "max_abs_err")},
+             "reason": _one_line(r["error"]) if r["status"] != "ok" else None}
             for r in records]
-    print_table(rows, ["kernel", "case", "backend", "status", "time_ms", "gbps", "tflops", "max_abs_err"])
+    print_table(rows, ["kernel", "case", "backend", "status", "time_ms", "gbps", "tflops", "max_abs_err", "reason"])
     print(f"{len(records)} records appended to {out}")
     return 0 if all(r["status"] in ("ok", "skipped") for r in records) else 1
 
@@ -234,8 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("kernels", help="sweep a Triton kernel against torch and torch.compile")
-    p.add_argument("kernel", choices=["softmax", "conv2d"])
-    p.add_argument("--quick", action="store_true", help="a few representative shapes")
+    p.add_argument("kernel", nargs="?", choices=["softmax", "conv2d"],
+                   help="the kernel to sweep (with --static: to compile; default both)")
+    p.add_argument("--static", metavar="TARGET", choices=["sm_90"], default=None,
+                   help="compile every kept config for TARGET (no GPU needed) and check spills, loads, pipelining")
+    p.add_argument("--jobs", type=int, default=None, help="--static: parallel compiles (default: CPU count)")
+    p.add_argument("--quick", action="store_true", help="a few representative shapes (--shapes quick)")
+    p.add_argument("--shapes", choices=["quick", "full", "gpu-check"], default=None,
+                   help="GPU shape set: full (default), quick, or gpu-check (the short GPU check's fixed set)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtypes", type=_csv, default=None, help="softmax dtypes (default: fp32,fp16,bf16 on GPU)")
     p.add_argument("--out", default="kernels.jsonl")

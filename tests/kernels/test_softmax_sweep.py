@@ -12,7 +12,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning"
 
 
 def _sweep(**overrides):
-    kwargs = dict(device="cpu", dtypes=["float32"], quick=True, run_id="test-run", env={"host": "test"})
+    kwargs = dict(device="cpu", dtypes=["float32"], shapes="quick", run_id="test-run", env={"host": "test"})
     return run_sweep(**{**kwargs, **overrides})
 
 
@@ -20,10 +20,12 @@ def test_quick_cpu_sweep_records():
     seen = []
     records = _sweep(on_record=seen.append)
     assert seen == records
-    measured = [r for r in records if r["backend"] != "compile"]
-    # softmax and log-softmax x three shapes x forward and backward, for torch and triton.
-    assert len(measured) == 2 * 3 * 2 * 2
-    assert {r["backend"] for r in measured} == {"torch", "triton"}
+    measured = [r for r in records if r["status"] != "skipped"]
+    # softmax and log-softmax x three shapes x forward and backward, for torch and triton,
+    # and Liger-Kernel's softmax (it has no log-softmax).
+    assert len(measured) == 2 * 3 * 2 * 2 + 3 * 2
+    assert {r["backend"] for r in measured} == {"torch", "triton", "liger"}
+    assert {r["workload"] for r in measured if r["backend"] == "liger"} == {"softmax"}
     assert any(r["variant"]["N"] > _row_kernel_max_n(torch.float32, rows_held=1) for r in measured)
     for r in records:
         assert set(r) == set(FIELDS)
@@ -35,7 +37,21 @@ def test_quick_cpu_sweep_records():
         m = r["metrics"]
         assert m["time_ms"] > 0 and m["gbps"] > 0 and m["copy_gbps"] > 0
         assert m["max_abs_err"] < 1e-5
-    assert all(r["status"] == "skipped" and r["error"] for r in records if r["backend"] == "compile")
+    reasons = {(r["backend"], r["workload"]): r["error"] for r in records if r["status"] == "skipped"}
+    assert set(reasons) == {("compile", "softmax"), ("compile", "log_softmax"), ("quack", "softmax"),
+                            ("quack", "log_softmax"), ("liger", "log_softmax")}
+    assert "GPU only" in reasons["compile", "softmax"] and "CUDA only" in reasons["quack", "softmax"]
+    assert "no log-softmax" in reasons["liger", "log_softmax"]
+    assert all(r["metrics"]["bytes_over_l2"] > 0 for r in measured)
+
+
+def test_absent_peer_is_a_skipped_record_with_the_reason(monkeypatch):
+    for name in ["liger_kernel", *[m for m in sys.modules if m.startswith("liger_kernel.")]]:
+        monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ImportError
+    records = _sweep(ops=("softmax",), directions=("fwd",))
+    liger = [r for r in records if r["backend"] == "liger"]
+    assert len(liger) == 3 and all(r["status"] == "skipped" for r in liger)
+    assert "liger-kernel is not installed" in liger[0]["error"]
 
 
 def test_failing_cell_becomes_error_record(monkeypatch):
@@ -46,6 +62,7 @@ def test_failing_cell_becomes_error_record(monkeypatch):
     monkeypatch.setattr(sys.modules["kernels.softmax"], "softmax_forward", broken)
     records = _sweep(ops=("softmax",), directions=("fwd",))
     triton = [r for r in records if r["backend"] == "triton"]
+    assert all(r["status"] == "ok" for r in records if r["backend"] == "liger")
     assert len(triton) == 3 and all(r["status"] == "error" for r in triton)
     assert "RuntimeError: kernel exploded" in triton[0]["error"]
     assert all(r["status"] == "ok" for r in records if r["backend"] == "torch")
