@@ -13,6 +13,9 @@ from typing import Sequence
 from reference_models import RefbenchError
 
 
+_KERNELS_OUT = "kernels.jsonl"
+
+
 def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -156,6 +159,26 @@ def cmd_kernels_static(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_kernels_tune_tiles(args) -> int:
+    from bench.kernel_tiles import tune_row_tiles
+    from bench.tables import print_table
+
+    if args.kernel != "softmax":
+        raise RefbenchError("--tune-tiles measures the softmax row kernel's tiles: run `refbench kernels softmax --tune-tiles`")
+    if (args.device or "cuda") != "cuda" or not _cuda_available():
+        raise RefbenchError("--tune-tiles times tiles on a GPU (CUDA device), and this run has none")
+    out = None if args.out == _KERNELS_OUT else _writable(args.out)
+    entries = tune_row_tiles(device="cuda", out=out, **({"dtypes": args.dtypes} if args.dtypes else {}))
+    print_table(entries, ["direction", "itemsize", "block_n", "block_m", "num_warps", "time_ms", "before_ms", "rows"])
+    return 0
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def cmd_kernels(args) -> int:
     import subprocess
 
@@ -166,6 +189,8 @@ def cmd_kernels(args) -> int:
 
     if args.static:
         return cmd_kernels_static(args)
+    if args.tune_tiles:
+        return cmd_kernels_tune_tiles(args)
     if args.kernel is None:
         raise RefbenchError("name a kernel to sweep (softmax or conv2d), or ask for --static sm_90")
     out = _writable(args.out)
@@ -278,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPU shape set: full (default), quick, or gpu-check (the short GPU check's fixed set)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtypes", type=_csv, default=None, help="softmax dtypes (default: fp32,fp16,bf16 on GPU)")
-    p.add_argument("--out", default="kernels.jsonl")
+    p.add_argument("--tune-tiles", action="store_true",
+                   help="softmax: time the row kernel's tiles and write kernels/softmax_tiles.json (GPU)")
+    p.add_argument("--out", default=_KERNELS_OUT, help="records file (--tune-tiles: the tile table instead)")
     p.set_defaults(func=cmd_kernels)
 
     p = sub.add_parser("converge", help="train workloads to an accuracy target on real data")

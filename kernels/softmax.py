@@ -190,19 +190,20 @@ def _measured_tiles() -> dict:
     return {(e["direction"], e["itemsize"], e["block_n"]): (e["block_m"], e["num_warps"]) for e in entries}
 
 
-def _row_config(m: int, n: int, direction: str, dtype: torch.dtype) -> dict:
+def _row_config(m: int, n: int, direction: str, dtype: torch.dtype, tile: tuple[int, int] | None = None) -> dict:
     """Block shape and warps for the row kernel: the measured tile for this row-length class
     (power of two), else the rule.
 
     The rule: a program covers 4096 elements or one row, whichever is more:
     short rows are packed BLOCK_M to a program, rows of 4096 and more get a
     program each. Warps grow with the tile, 16 elements a thread, from 4 to 32.
-    BLOCK_M never exceeds M's power of two.
+    BLOCK_M never exceeds M's power of two. ``tile`` (rows per program, warps)
+    replaces both, to time a candidate.
     """
     block_n = triton.next_power_of_2(n)
     block_m = max(4096 // block_n, 1)
     num_warps = min(max(block_m * block_n // 512, 4), 32)
-    block_m, num_warps = _measured_tiles().get((direction, dtype.itemsize, block_n), (block_m, num_warps))
+    block_m, num_warps = tile or _measured_tiles().get((direction, dtype.itemsize, block_n), (block_m, num_warps))
     return dict(BLOCK_M=min(block_m, triton.next_power_of_2(m)), BLOCK_N=block_n, num_warps=num_warps)
 
 
@@ -237,8 +238,10 @@ def _check(x: torch.Tensor) -> None:
         raise TypeError(f"softmax kernels take float16, bfloat16, float32 or float64 tensors, not {x.dtype}")
 
 
-def softmax_forward(x: torch.Tensor, dim: int = -1, *, log: bool = False) -> torch.Tensor:
-    """softmax (or log-softmax with ``log=True``) of ``x`` along ``dim``, without autograd."""
+def softmax_forward(x: torch.Tensor, dim: int = -1, *, log: bool = False,
+                    tile: tuple[int, int] | None = None) -> torch.Tensor:
+    """softmax (or log-softmax with ``log=True``) of ``x`` along ``dim``, without autograd;
+    ``tile`` (rows per program, warps) overrides the row kernel's table (``_row_config``)."""
     _check(x)
     if x.numel() == 0:
         return torch.empty_like(x)
@@ -248,7 +251,7 @@ def softmax_forward(x: torch.Tensor, dim: int = -1, *, log: bool = False) -> tor
     strides = (x2.stride(0), y2.stride(0))
     flags = dict(LOG=log, ACC=_acc_dtype(x.dtype), VEC=_vector(n, strides, x.dtype))
     if n <= _row_kernel_max_n(x.dtype, rows_held=1):
-        config = _row_config(m, n, "fwd", x.dtype)
+        config = _row_config(m, n, "fwd", x.dtype, tile)
         launch(_forward_rows, (triton.cdiv(m, config["BLOCK_M"]),), x2, y2, m, n, *strides, **flags, **config)
     else:
         grid, config = _long_launch(m, n, x.dtype, x.device)
@@ -256,8 +259,10 @@ def softmax_forward(x: torch.Tensor, dim: int = -1, *, log: bool = False) -> tor
     return _unrows(y2, x, dim)
 
 
-def softmax_backward(dy: torch.Tensor, y: torch.Tensor, dim: int = -1, *, log: bool = False) -> torch.Tensor:
-    """Gradient of softmax (or log-softmax) at output ``y`` for incoming gradient ``dy``."""
+def softmax_backward(dy: torch.Tensor, y: torch.Tensor, dim: int = -1, *, log: bool = False,
+                     tile: tuple[int, int] | None = None) -> torch.Tensor:
+    """Gradient of softmax (or log-softmax) at output ``y`` for incoming gradient ``dy``;
+    ``tile`` as in ``softmax_forward``."""
     _check(y)
     if y.numel() == 0:
         return torch.empty_like(y)
@@ -267,7 +272,7 @@ def softmax_backward(dy: torch.Tensor, y: torch.Tensor, dim: int = -1, *, log: b
     strides = (y2.stride(0), dy2.stride(0), dx2.stride(0))
     flags = dict(LOG=log, ACC=_acc_dtype(y.dtype), VEC=_vector(n, strides, y.dtype))
     if n <= _row_kernel_max_n(y.dtype, rows_held=2):
-        config = _row_config(m, n, "bwd", y.dtype)
+        config = _row_config(m, n, "bwd", y.dtype, tile)
         launch(_backward_rows, (triton.cdiv(m, config["BLOCK_M"]),), y2, dy2, dx2, m, n, *strides, **flags,
                **config)
     else:

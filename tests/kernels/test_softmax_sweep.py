@@ -1,4 +1,5 @@
 """The softmax kernel sweep end to end on the CPU (tiny shapes, Triton interpreter)."""
+import json
 import sys
 
 import pytest
@@ -71,3 +72,38 @@ def test_failing_cell_becomes_error_record(monkeypatch):
 def test_unknown_op_is_refused():
     with pytest.raises(ValueError, match="unknown op"):
         _sweep(ops=("softmin",))
+
+
+def test_tile_table_is_measured_written_and_read(tmp_path, monkeypatch):
+    import importlib
+
+    from bench.kernel_tiles import tune_row_tiles
+
+    softmax = importlib.import_module("kernels.softmax")
+    table = tmp_path / "tiles.json"
+    entries = tune_row_tiles(device="cpu", dtypes=("float32",), directions=("fwd",), rows=(2048,), out=table, m=4,
+                             warps_choices=(4,))
+    (entry,) = entries
+    assert (entry["block_n"], entry["num_warps"]) == (2048, 4) and entry["block_m"] in (1, 2, 4)
+    assert entry["time_ms"] > 0 and entry["before_ms"] > 0
+    # The kernels take a table entry in place of their rule.
+    written = json.loads(table.read_text())
+    written["tiles"][0].update(block_m=1, num_warps=8)
+    table.write_text(json.dumps(written))
+    monkeypatch.setattr(softmax, "TILES_FILE", table)
+    softmax._measured_tiles.cache_clear()
+    try:
+        assert softmax._row_config(4096, 2000, "fwd", torch.float32) == {"BLOCK_M": 1, "BLOCK_N": 2048, "num_warps": 8}
+        assert softmax._row_config(4096, 2000, "bwd", torch.float32)["BLOCK_M"] == 2  # the rule: 4096 // 2048
+        x = torch.randn(5, 2000)
+        torch.testing.assert_close(softmax.softmax_forward(x), torch.softmax(x, -1))
+    finally:
+        softmax._measured_tiles.cache_clear()
+
+
+def test_cpu_tiles_never_overwrite_the_kernels_table():
+    from bench.kernel_tiles import tune_row_tiles
+    from reference_models import RefbenchError
+
+    with pytest.raises(RefbenchError, match="mean nothing"):
+        tune_row_tiles(device="cpu")
