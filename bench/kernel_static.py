@@ -14,8 +14,9 @@ The compiling runs in a fresh Python without ``TRITON_INTERPRET`` (under the
 interpreter ``@triton.jit`` builds interpreter functions that cannot be
 compiled, and kernels.conv offers only one tile), in a pool of processes, one
 compile per distinct specialisation. ``problems`` says what fails the check:
-any spill, shared memory over the SM's limit, a dot off the tensor cores, or
-main-loop loads narrower than the layout allows.
+any spill, shared memory over the SM's limit, a dot off the tensor cores
+(unless it asked for IEEE fp32), or main-loop loads narrower than the layout
+allows.
 """
 from __future__ import annotations
 
@@ -44,12 +45,15 @@ CONV_BATCH = 128
 SOFTMAX_ROWS = (128, 1000, 4096, 16384, 32768, 65536, 262144)
 SOFTMAX_DTYPES = ("float32", "bfloat16")
 SOFTMAX_M = 8192
-# The tensors each kernel reads, by parameter name. Each is tiled along its dimension 1 (conv: the
-# channels, which the reduction walks; softmax: the row), so that is where 16-byte loads can be.
+# The tensors each kernel reads, by parameter name, with the tile each is loaded in. Each is tiled
+# along its dimension 1 (conv: the channels, which the blocked reduction walks; softmax: the row),
+# so that is where 16-byte loads can be, when the tile gives every thread 16 bytes. The conv
+# kernel's flat reduction gathers single elements through its offset table, by design.
 _READS = {
-    "_conv_gemm_kernel": ("x_ptr", "w_ptr"),
-    "_forward_rows": ("X",), "_forward_long": ("X",),
-    "_backward_rows": ("Y", "DY"), "_backward_long": ("Y", "DY"),
+    "_conv_gemm_kernel": {"x_ptr": ("BLOCK_M", "BLOCK_K"), "w_ptr": ("BLOCK_K", "BLOCK_N")},
+    "_forward_rows": {"X": ("BLOCK_M", "BLOCK_N")}, "_forward_long": {"X": ("BLOCK_N",)},
+    "_backward_rows": {"Y": ("BLOCK_M", "BLOCK_N"), "DY": ("BLOCK_M", "BLOCK_N")},
+    "_backward_long": {"Y": ("BLOCK_N",), "DY": ("BLOCK_N",)},
 }
 
 
@@ -125,7 +129,7 @@ def problems(row: dict) -> list[str]:
     limit = TARGETS[row["target"]]["shared_per_block"]
     if row["shared_bytes"] > limit:
         found.append(f"needs {row['shared_bytes']} bytes of shared memory, more than the {limit} a block may have")
-    if row["has_dot"] and not row["wgmma"]:
+    if row["has_dot"] and not row["wgmma"] and row["dot_precision"] != "ieee":  # ieee fp32: FMA, by request
         found.append("the dot does not lower to wgmma")
     narrowest, allowed = row["narrowest_main_load_bytes"], row["vector_bytes"]
     if narrowest is not None and narrowest < allowed:
@@ -265,6 +269,22 @@ def _describe(kwargs: dict) -> str:
     return f"{blocks} w{kwargs.get('num_warps', 4)} s{kwargs.get('num_stages', 3)}{vec}"
 
 
+def _expected_bytes(reads: dict, named: dict, kwargs: dict) -> int:
+    """The load width the check asks of one config: the narrowest that any read tensor's layout
+    and tile allow (0, no demand, for the flat conv reduction)."""
+    if kwargs.get("CHANNEL_BLOCKS") is False:
+        return 0
+    threads = 32 * kwargs.get("num_warps", 4)
+    widths = []
+    for arg, tile in reads.items():
+        elements = 1
+        for block in tile:
+            elements *= kwargs[block]
+        per_thread = max(1, elements // threads) * named[arg].element_size()
+        widths.append(min(_vector_bytes(named[arg]), per_thread))
+    return min(widths)
+
+
 def _vector_bytes(tensor) -> int:
     """The widest access, up to 16 bytes, that ``tensor``'s layout allows along dimension 1."""
     size = tensor.element_size()
@@ -341,8 +361,8 @@ def _worker(spec: dict) -> list[dict]:
             if name not in _READS:
                 raise KeyError(f"the static check does not know which tensors {name} reads (add it to _READS)")
             named = dict(zip(launch.kernel.arg_names, launch.args))
-            vector = min(_vector_bytes(named[arg]) for arg in _READS[name])
             for fn, kwargs, config in _variants(launch, case["override"]):
+                vector = _expected_bytes(_READS[name], named, kwargs)
                 source, options = _specialise(fn, launch.args, kwargs, backend)
                 key = (source.hash(), options.hash())
                 if key not in keys:
@@ -350,7 +370,8 @@ def _worker(spec: dict) -> list[dict]:
                     _JOBS.append((fn, launch.args, kwargs, target))
                 rows.append({"kernel": case["kernel"], "case": case["name"], "spec": case["spec"],
                              "launch": number, "function": name, "config": config, "target": target,
-                             "vector_bytes": vector, "compile": keys[key]})
+                             "vector_bytes": vector, "dot_precision": kwargs.get("PRECISION"),
+                             "compile": keys[key]})
     with multiprocessing.get_context("fork").Pool(max(1, min(spec["jobs"], len(_JOBS)))) as pool:
         compiled = pool.map(_compile, range(len(_JOBS)), chunksize=1)
     return [{**row, **compiled[row["compile"]]} for row in rows]

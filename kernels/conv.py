@@ -51,16 +51,16 @@ def _interpreting() -> bool:
 
 
 # Tile shapes (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages). The pruner offers a problem those
-# whose BLOCK_N is the output channels' power of two, so at most two are timed per problem. None
-# spills on sm_90 for the documents' layers (`refbench kernels --static sm_90`): 128-row tiles of 64
-# channels and more need 8 warps (on 4 they spill 700-900 bytes).
+# whose BLOCK_N is the output channels' power of two up to 64, so at most two are timed per problem.
+# None spills on sm_90 for the documents' layers (`refbench kernels --static sm_90`); what did:
+# 128x64 tiles on 4 warps (700-900 bytes), every 128-channel-wide tile tried (40-1750 bytes, the
+# epilogue's per-element addresses on top of the accumulators), 64x64x64 in the weight gradient.
 _TILES = (
     (128, 16, 32, 4, 3),
     (128, 32, 32, 4, 3),
-    (128, 64, 32, 8, 4), (64, 64, 64, 4, 4),
-    (128, 128, 64, 8, 3), (64, 128, 64, 4, 3),
-    (128, 256, 64, 8, 3),
+    (128, 64, 32, 8, 4), (64, 64, 32, 4, 4),
 )
+_WIDEST = 64
 _INTERPRETER_TILE = (128, 32, 64, 4, 1)  # one tile: the interpreter would time every candidate
 _SHARED_BUDGET = 200 * 1024
 
@@ -72,7 +72,7 @@ def _configs() -> list[triton.Config]:
 
 
 def _prune(configs, named_args, **kwargs):
-    """The tiles that fit the problem: BLOCK_N the output channels' power of two (16 to 256; the
+    """The tiles that fit the problem: BLOCK_N the output channels' power of two (16 to 64; the
     next narrower one when no such tile fits), BLOCK_K no deeper than one reduction step, BLOCK_M
     no taller than the rows, and the pipeline's buffers within shared memory."""
     args = {**named_args, **kwargs}
@@ -86,7 +86,7 @@ def _prune(configs, named_args, **kwargs):
         shared = (meta["BLOCK_M"] + meta["BLOCK_N"]) * meta["BLOCK_K"] * itemsize * max(c.num_stages, 1)
         return meta["BLOCK_K"] <= depth and meta["BLOCK_M"] <= rows and shared <= _SHARED_BUDGET
 
-    width = min(max(16, triton.next_power_of_2(args["O"])), 256)
+    width = min(max(16, triton.next_power_of_2(args["O"])), _WIDEST)
     while width >= 16:
         kept = [c for c in configs if c.kwargs["BLOCK_N"] == width and fits(c)]
         if kept:
@@ -284,11 +284,18 @@ def _correlate(x, w, y, bias, *, out_hw, kernel_hw, step, pad, dil, up=(1, 1), r
         x, w, y, x if bias is None else bias, table,
         B, I, H, W, O, U, V, R, S, K,
         step[0], step[1], pad[0], pad[1], dil[0], dil[1],
-        *x.stride(), *w.stride(), *y.stride(),
+        *_strides(x), *_strides(w), *_strides(y),
         UP_H=up[0], UP_W=up[1], CHANNEL_BLOCKS=blocks, HAS_BIAS=bias is not None, RELU=relu,
         ACCUMULATE=accumulate, PRECISION=precision, DOT_FP32=_interpreting() and x.dtype == torch.bfloat16,
         WIDE=wide,
     )
+
+
+def _strides(t: torch.Tensor) -> list[int]:
+    """``t``'s strides, 0 along dimensions of size 1 (whose index is always 0): a stride there
+    tells the compiler nothing, and an odd one (1 for a 1x1 kernel's taps) would hide that the
+    other offsets are 16-byte aligned."""
+    return [0 if n == 1 else stride for n, stride in zip(t.shape, t.stride())]
 
 
 def _split_k(tiles: int, reduction: int, device: torch.device) -> int:

@@ -35,9 +35,9 @@ from torch import nn
 from kernels._launch import device_limits, launch
 
 # The row kernel holds a whole row per program in registers: at most 128 KiB
-# of input values (32 fp32 per thread at 32 warps), one row of them in the
-# forward and two (y and dy) in the backward. Longer rows, past 32768 fp32 or
-# 65536 16-bit columns forward and half that backward, take the long-row
+# of fp32 values (32 per thread at 32 warps), one row of them in the
+# forward and two (y and dy) in the backward. Longer rows, past 32768
+# columns forward and 16384 backward, take the long-row
 # kernel, which walks the row in chunks of _LONG_BLOCK_N. Both are starting
 # points for tuning on a GPU; the static check (bench.kernel_static) says
 # whether a row budget spills.
@@ -169,8 +169,9 @@ def _backward_long(
 
 def _row_kernel_max_n(dtype: torch.dtype, rows_held: int) -> int:
     """Longest row the row kernel takes when each program holds ``rows_held`` rows, budgeted at
-    the input's own element size (16-bit rows stay packed two to a register until they are used)."""
-    return _ROW_KERNEL_BYTES // (dtype.itemsize * rows_held)
+    the accumulator's size: 16-bit rows at 2 bytes spill on sm_90 (static check: 296 bytes for a
+    65536-column forward, 80 for a 32768-column backward), so they get 4 like fp32."""
+    return _ROW_KERNEL_BYTES // (max(dtype.itemsize, 4) * rows_held)
 
 
 def _vector(n: int, strides, dtype: torch.dtype) -> int:

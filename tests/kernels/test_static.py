@@ -11,20 +11,19 @@ from bench import kernel_static as static
 from bench.kernel_runs import conv_layers
 from reference_models import RefbenchError
 
-# bf16 (NCHW and channels-last share the fast path's kernels) and tf32 are the precisions a GPU
-# run uses by default; fp32 without TF32 (an FMA dot) is in `refbench kernels --static sm_90`.
-CI_PRECISIONS = ("tf32", "bf16", "bf16-channels-last")
+# The CI run checks bf16 in both layouts (about 110 compiles, a minute on two idle cores); fp32
+# inputs (TF32 and FMA dots) take as many again and run under `slow` and in `nox -s kernels`.
+CI_PRECISIONS = ("bf16", "bf16-channels-last")
 LAYER = next(layer for layer in conv_layers() if layer["name"] == "resnet18_cifar.stages.0.conv1")
 FAULTS = [
     # 256 x 256 fp32 accumulators on four warps: 512 a thread, far past 255 registers.
     static.Case("conv2d", "fault: spilling tile",
                 {"layer": LAYER, "batch": 128, "precision": "bf16-channels-last", "direction": "fwd"},
                 override={"BLOCK_M": 256, "BLOCK_N": 256, "BLOCK_K": 64, "num_warps": 4, "num_stages": 2}),
-    # Rows of 1000 fp32 allow 16-byte loads, but only if the kernel is told the length's divisibility.
-    static.Case("softmax", "fault: undeclared row divisibility",
-                {"op": "softmax", "direction": "fwd", "M": 8192, "N": 1000, "dtype": "float32"},
-                override={"VEC": 1}),
 ]
+# Rows of 1000 fp32 allow 16-byte loads (length and stride are multiples of 4), which the row kernel
+# does not yet achieve: a real scalar-load kernel, caught by the check (see KNOWN).
+ROWS_OF_1000 = static.softmax_cases(ops=("softmax",), directions=("fwd",), dtypes=("float32",), rows=(1000,))
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +32,36 @@ def rows():
     return static.static_check(cases + FAULTS, jobs=2)
 
 
+@pytest.mark.slow
+def test_fp32_kernels_compile_clean_for_sm90():
+    rows = static.static_check(static.conv_cases(conv_layers(), precisions=("tf32", "fp32")), jobs=2)
+    assert rows and not _failures(rows), _failures(rows)
+    assert all(r["wgmma"] for r in rows if r["spec"]["precision"] == "tf32")
+
+
+# A problem the check finds and that is still open: rows of 1000 declare VEC (their length and
+# stride are multiples of 16 bytes), yet the mask `cols < N` still lowers to scalar loads. Listed
+# so that its fix, or any new problem, changes this test's outcome.
+KNOWN = {f"softmax {d} M=8192 N=1000 {t}" for d in ("fwd", "bwd") for t in ("float32", "bfloat16")}
+
+
 def _failures(rows):
     return "\n".join(f"{r['case']} [{r['config']}]: {'; '.join(r['problems'])}" for r in rows if r["problems"])
 
 
 def test_documents_kernels_compile_clean_for_sm90(rows):
     kept = [r for r in rows if not r["case"].startswith("fault")]
-    assert not _failures(kept), _failures(kept)
+    failing = {r["case"] for r in kept if r["problems"]}
+    assert failing == KNOWN, _failures(kept)
+    assert all(p.endswith("where the layout allows 16-byte ones") for r in kept if r["problems"] for p in r["problems"])
+    kept = [r for r in kept if r["case"] not in KNOWN]
     conv = [r for r in kept if r["kernel"] == "conv2d"]
     assert {r["spec"]["direction"] for r in conv} == set(static.CONV_DIRECTIONS)
     assert all(r["wgmma"] for r in conv)
     # The channels-last main loops load 16 bytes a thread and keep their loads in flight across taps.
     fast = [r for r in conv if r["function"] == "_conv_gemm_kernel" and r["vector_bytes"] == 16]
     assert fast and all(r["narrowest_main_load_bytes"] == 16 and r["pipelined"] == "yes" for r in fast)
-    softmax = [r for r in kept if r["kernel"] == "softmax"]
+    softmax = [r for r in rows if r["kernel"] == "softmax"]
     assert {r["spec"]["N"] for r in softmax} == set(static.SOFTMAX_ROWS)
 
 
@@ -55,10 +70,14 @@ def test_injected_spill_is_caught(rows):
     assert row["spill_bytes"] > 0 and any(p.startswith("spills") for p in row["problems"]), row
 
 
-def test_injected_scalar_loads_are_caught(rows):
-    (row,) = [r for r in rows if r["case"] == "fault: undeclared row divisibility"]
-    assert row["vector_bytes"] == 16
+def test_scalar_loads_are_caught(rows):
+    (row,) = [r for r in rows if r["case"] == ROWS_OF_1000[0].name]
+    assert row["vector_bytes"] == 16 and row["narrowest_main_load_bytes"] == 4
     assert "4-byte loads in the main loop where the layout allows 16-byte ones" in row["problems"], row
+    # The same rule on a clean row with its main loads narrowed.
+    clean = next(r for r in rows if r["kernel"] == "conv2d" and r["vector_bytes"] == 16 and not r["problems"])
+    assert static.problems({**clean, "narrowest_main_load_bytes": 2}) == [
+        "2-byte loads in the main loop where the layout allows 16-byte ones"]
 
 
 def test_table_and_records(rows):
@@ -72,7 +91,7 @@ def test_table_and_records(rows):
 
 
 def test_cli_static_prints_table_records_and_fails_on_problems(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(static, "document_cases", lambda: FAULTS[1:])
+    monkeypatch.setattr(static, "document_cases", lambda: ROWS_OF_1000)
     out = tmp_path / "static.jsonl"
     assert cli.main(["kernels", "--static", "sm_90", "--out", str(out), "--jobs", "1"]) == 1
     printed = capsys.readouterr().out
