@@ -121,9 +121,13 @@ def bench_gpu(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def kernels(session: nox.Session) -> None:
-    """The softmax and conv2d kernel sweeps with the machine's own torch (quick on CPU: interpreter)."""
+    """The static sm_90 table, then the softmax and conv2d sweeps with their peers, on the machine's own
+    torch (quick on CPU: interpreter). Extra arguments go to the sweeps, e.g. `-- --shapes gpu-check`."""
     python = os.environ.get("REFBENCH_PYTHON", "python3")
     out = os.environ.get("REFBENCH_OUT", "reports/kernels.jsonl")
+    # A static problem is recorded and printed; it does not keep the sweeps from running.
+    session.run(python, "-m", "bench", "kernels", "--static", "sm_90", "--out", out, external=True,
+                success_codes=[0, 1])
     for kernel in ("softmax", "conv2d"):
         session.run(python, "-m", "bench", "kernels", kernel, "--out", out, *session.posargs, external=True)
 

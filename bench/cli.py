@@ -18,6 +18,9 @@ from bench.settings import (Settings, non_negative_int, positive_float, positive
                             variant_option)
 
 
+_KERNELS_OUT = "results/kernels.jsonl"
+
+
 def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -36,6 +39,17 @@ def _merged_variants(items: list[dict]) -> dict[str, dict]:
         for workload, variant in item.items():
             variants.setdefault(workload, {}).update(variant)
     return variants
+
+
+_DTYPES = ("fp32", "fp16", "bf16", "fp64", "float32", "float16", "bfloat16", "float64")
+
+
+def _dtypes(text: str) -> list[str]:
+    names = _csv(text)
+    bad = [name for name in names if name not in _DTYPES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown dtype {', '.join(bad) or '(none)'}; use fp32, fp16, bf16 or fp64")
+    return names
 
 
 def _writable(path: str) -> str:
@@ -165,21 +179,79 @@ def cmd_validate(args) -> int:
     return 0 if result["agrees"] else 1
 
 
+def _one_line(text: str | None, width: int = 80) -> str | None:
+    """The first line of ``text``, cut to ``width`` characters."""
+    if not text:
+        return None
+    line = text.strip().splitlines()[0]
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def cmd_kernels_static(args) -> int:
+    from bench.environment import collect_env
+    from bench.kernel_static import TABLE_COLUMNS, document_cases, static_check, static_records, table_rows
+    from bench.results import ResultWriter, new_run_id
+    from bench.tables import print_table
+
+    out = _writable(args.out)
+    cases = [case for case in document_cases() if args.kernel in (None, case.kernel)]
+    print(f"compiling {len(cases)} cases for {args.static} (every config the pruner keeps)", file=sys.stderr)
+    rows = static_check(cases, target=args.static, jobs=args.jobs)
+    records = static_records(rows, run_id=new_run_id(), env=collect_env())
+    with ResultWriter(out) as writer:
+        for record in records:
+            writer.append(record)
+    print_table(table_rows(rows), TABLE_COLUMNS)
+    failed = sum(record["status"] != "ok" for record in records)
+    print(f"{len(records)} records appended to {out}; {failed} with problems")
+    return 1 if failed else 0
+
+
+def cmd_kernels_tune_tiles(args) -> int:
+    from bench.kernel_tiles import tune_row_tiles
+    from bench.tables import print_table
+    from reference_models import RefbenchError
+
+    if args.kernel != "softmax":
+        raise RefbenchError("--tune-tiles measures the softmax row kernel's tiles: run `refbench kernels softmax --tune-tiles`")
+    if (args.device or "cuda") != "cuda" or not _cuda_available():
+        raise RefbenchError("--tune-tiles times tiles on a GPU (CUDA device), and this run has none")
+    out = None if args.out == _KERNELS_OUT else _writable(args.out)
+    entries = tune_row_tiles(device="cuda", out=out, **({"dtypes": args.dtypes} if args.dtypes else {}))
+    print_table(entries, ["direction", "itemsize", "block_n", "block_m", "num_warps", "time_ms", "before_ms", "rows"])
+    return 0
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def cmd_kernels(args) -> int:
     import torch
 
     from bench.kernel_runs import run_kernel_sweep
     from bench.tables import print_table
+    from reference_models import RefbenchError
 
+    if args.static:
+        return cmd_kernels_static(args)
+    if args.tune_tiles:
+        return cmd_kernels_tune_tiles(args)
+    if args.kernel is None:
+        raise RefbenchError("name a kernel to sweep (softmax or conv2d), or ask for --static sm_90")
     out = _writable(args.out)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    records = run_kernel_sweep(args.kernel, device=device, quick=args.quick, out=out, dtypes=args.dtypes,
+    shapes = args.shapes or ("quick" if args.quick else "full")
+    records = run_kernel_sweep(args.kernel, device=device, shapes=shapes, out=out, dtypes=args.dtypes,
                                log=lambda line: print(line, file=sys.stderr))
     rows = [{"kernel": r["workload"], "backend": r["backend"], "status": r["status"],
              "case": " ".join(f"{k}={v}" for k, v in r["variant"].items() if not isinstance(v, dict)),
-             **{k: r["metrics"].get(k) for k in ("time_ms", "gbps", "tflops", "max_abs_err")}}
+             **{k: r["metrics"].get(k) for k in ("time_ms", "gbps", "tflops", "max_abs_err")},
+             "reason": _one_line(r["error"]) if r["status"] != "ok" else None}
             for r in records]
-    print_table(rows, ["kernel", "case", "backend", "status", "time_ms", "gbps", "tflops", "max_abs_err"])
+    print_table(rows, ["kernel", "case", "backend", "status", "time_ms", "gbps", "tflops", "max_abs_err", "reason"])
     print(f"{len(records)} records appended to {out}")
     return 0 if all(r["status"] in ("ok", "skipped") for r in records) else 1
 
@@ -303,11 +375,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("kernels", help="sweep a Triton kernel against torch and torch.compile")
-    p.add_argument("kernel", choices=["softmax", "conv2d"])
-    p.add_argument("--quick", action="store_true", help="a few representative shapes")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--dtypes", type=_csv, default=None, help="softmax dtypes (default: fp32,fp16,bf16 on GPU)")
-    p.add_argument("--out", default="results/kernels.jsonl", help="JSONL file the records are appended to")
+    p.add_argument("kernel", nargs="?", choices=["softmax", "conv2d"],
+                   help="the kernel to sweep (with --static: to compile; default both)")
+    p.add_argument("--static", metavar="TARGET", choices=["sm_90"], default=None,
+                   help="compile every kept config for TARGET (no GPU needed) and check spills, loads, pipelining")
+    p.add_argument("--jobs", type=positive_int, default=None, help="--static: parallel compiles (default: CPU count)")
+    p.add_argument("--quick", action="store_true", help="a few representative shapes (--shapes quick)")
+    p.add_argument("--shapes", choices=["quick", "full", "gpu-check"], default=None,
+                   help="GPU shape set: full (default), quick, or gpu-check (the short GPU check's fixed set)")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dtypes", type=_dtypes, default=None, help="softmax dtypes (default: fp32,fp16,bf16 on GPU)")
+    p.add_argument("--tune-tiles", action="store_true",
+                   help="softmax: time the row kernel's tiles and write kernels/softmax_tiles.json (GPU)")
+    p.add_argument("--out", default=_KERNELS_OUT, help="records file (--tune-tiles: the tile table instead)")
     p.set_defaults(func=cmd_kernels)
 
     p = sub.add_parser("converge", help="train workloads to an accuracy target on real data")

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
-import time
 from typing import Callable, Sequence
 
 import torch
@@ -27,11 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from bench.kernel_timing import copy_bandwidth_gbps, matmul_peak_tflops, on_gpu, time_ms
+from bench.kernel_timing import copy_bandwidth_gbps, first_call, matmul_peak_tflops, on_gpu, time_ms
 from bench.results import make_record
 from reference_models import eval_mode
 
 BACKENDS = ("cudnn", "compile-max-autotune", "triton")
+_PASSES = (("cudnn", "triton"), ("compile-max-autotune",))  # the slow builds last
+SHAPE_SETS = ("quick", "full", "gpu-check")
 PRECISIONS = {  # name: (dtype, channels-last, TF32 allowed)
     "fp32": (torch.float32, False, False),
     "tf32": (torch.float32, False, True),
@@ -82,7 +82,7 @@ def run_sweep(
     batch_sizes: Sequence[int] = (128, 1024),
     precisions: Sequence[str] = ("tf32", "bf16", "bf16-channels-last"),
     directions: Sequence[str] = ("fwd", "grad_input", "grad_weight"),
-    quick: bool,
+    shapes: str = "full",
     run_id: str,
     env: dict,
     on_record: Callable[[dict], None] | None = None,
@@ -90,23 +90,28 @@ def run_sweep(
     """Time every (layer, batch size, precision, direction, backend) cell; one record each.
 
     Layers with the same shape are measured once, under the first one's name,
-    the others listed in the layer's ``same_as``. ``quick`` on a GPU keeps the
-    first batch size; a CPU always runs its tiny case (module docstring).
-    ``on_record`` sees each record as soon as it exists. A failing cell
-    becomes an ``error`` (or ``oom``) record and the sweep goes on.
+    the others listed in the layer's ``same_as``. ``shapes`` on a GPU: "full"
+    as given, "quick" the first batch size only, "gpu-check" batch 128 in tf32
+    and bf16 (the short GPU check's fixed set); a CPU always runs its tiny
+    case (module docstring). The compiled peer's cells come after all the
+    others, since its builds take the longest. ``on_record`` sees each record
+    as soon as it exists. A failing cell becomes an ``error`` (or ``oom``)
+    record and the sweep goes on.
     """
+    if shapes not in SHAPE_SETS:
+        raise ValueError(f"unknown shape set {shapes!r}; choose from {', '.join(SHAPE_SETS)}")
     unknown = (set(precisions) - set(PRECISIONS)) | (set(directions) - set(DIRECTIONS))
     if unknown:
         raise ValueError(f"unknown precision or direction {sorted(unknown)}; "
                          f"choose from {list(PRECISIONS)} and {list(DIRECTIONS)}")
-    layers = _distinct(layers)
+    layers = distinct_layers(layers)
     if not on_gpu(device):
-        # Triton decides between compiling and interpreting when a kernel is defined.
-        os.environ.setdefault("TRITON_INTERPRET", "1")
         layers = sorted(layers, key=_rough_flops)[:2]
         batch_sizes, precisions = (_CPU_BATCH,), ("fp32",)
-    elif quick:
+    elif shapes == "quick":
         batch_sizes = batch_sizes[:1]
+    elif shapes == "gpu-check":
+        batch_sizes, precisions = (128,), ("tf32", "bf16")
     copy_gbps = copy_bandwidth_gbps(device)
     records = []
 
@@ -116,37 +121,37 @@ def run_sweep(
         if on_record is not None:
             on_record(record)
 
-    for precision in precisions:
-        dtype, channels_last, tf32 = PRECISIONS[precision]
-        with _precision_flags(device, tf32):
-            peaks = {"matmul_peak_tflops": matmul_peak_tflops(device, dtype), "copy_gbps": copy_gbps}
-            for layer, batch_size in itertools.product(layers, batch_sizes):
-                try:
-                    problem = _Problem(layer, batch_size, dtype, channels_last, device)
-                except Exception as exc:  # noqa: BLE001 - the cell's failure is its record
-                    problem, failure = None, _failure(exc)
-                for direction in directions:
-                    variant = {"precision": precision, "direction": direction, "layer": layer}
-                    cells = _cells(problem, direction, device, peaks) if problem else _each_backend(failure)
-                    for backend, fields in cells:
-                        emit(layer, backend=backend, batch_size=batch_size, variant=variant, **fields)
+    peaks = {}
+    for backends in _PASSES:
+        for precision in precisions:
+            dtype, channels_last, tf32 = PRECISIONS[precision]
+            with _precision_flags(device, tf32):
+                if precision not in peaks:
+                    peaks[precision] = {"matmul_peak_tflops": matmul_peak_tflops(device, dtype), "copy_gbps": copy_gbps}
+                for layer, batch_size in itertools.product(layers, batch_sizes):
+                    try:
+                        problem = _Problem(layer, batch_size, dtype, channels_last, device)
+                    except Exception as exc:  # noqa: BLE001 - the cell's failure is its record
+                        problem, failure = None, _failure(exc)
+                    for direction in directions:
+                        variant = {"precision": precision, "direction": direction, "layer": layer}
+                        cells = (_cells(problem, direction, device, peaks[precision], backends) if problem
+                                 else ((backend, failure) for backend in backends))
+                        for backend, fields in cells:
+                            emit(layer, backend=backend, batch_size=batch_size, variant=variant, **fields)
     return records
 
 
-def _each_backend(failure: dict):
-    return ((backend, failure) for backend in BACKENDS)
-
-
-def _cells(problem: "_Problem", direction: str, device, peaks: dict):
+def _cells(problem: "_Problem", direction: str, device, peaks: dict, backends: Sequence[str]):
     """(backend, record fields) for one direction of one problem."""
     try:
         expected = problem.reference(direction)
     except Exception as exc:  # noqa: BLE001
-        yield from _each_backend(_failure(exc))
+        yield from ((backend, _failure(exc)) for backend in backends)
         return
     roofline_ms = 1e3 * max(problem.flops / (peaks["matmul_peak_tflops"] * 1e12),
                             problem.bytes / (peaks["copy_gbps"] * 1e9))
-    for backend in BACKENDS:
+    for backend in backends:
         if backend == "compile-max-autotune" and not on_gpu(device):
             yield backend, {"status": "skipped",
                             "error": "torch.compile is timed on GPU only; on CPU its build would dominate"}
@@ -227,9 +232,7 @@ class _Problem:
 
 def _measure(fn: Callable[[], torch.Tensor], expected: torch.Tensor, device) -> dict:
     with torch.no_grad():
-        start = time.perf_counter()
-        out = fn()  # the first call compiles and autotunes
-        first_call_s = time.perf_counter() - start
+        out, first_call_s = first_call(fn, device)  # the first call compiles and autotunes
         ms = time_ms(fn, device)
     return {"time_ms": ms, "max_abs_err": (out.double() - expected).abs().max().item(),
             "first_call_s": first_call_s}
@@ -248,7 +251,7 @@ def _precision_flags(device, tf32: bool):
         torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
 
 
-def _distinct(layers: Sequence[dict]) -> list[dict]:
+def distinct_layers(layers: Sequence[dict]) -> list[dict]:
     """The layers with distinct shapes, each naming the later ones that share it."""
     first: dict[tuple, dict] = {}
     for layer in layers:

@@ -17,6 +17,7 @@ from reference_models import RefbenchError, get_workload, list_models
 
 KERNELS = ("softmax", "conv2d")
 GPU_DTYPES = ("float32", "float16", "bfloat16")
+GPU_CHECK_DTYPES = ("float32", "bfloat16")
 CPU_NOTE = ("on CPU the Triton kernels run in the interpreter: this proves the sweep end to end, "
             "and its timings mean nothing")
 
@@ -33,8 +34,9 @@ def conv_layers() -> list[dict]:
     return layers
 
 
-def run_kernel_sweep(kernel: str, *, device: str | None = None, quick: bool = False, out: str | os.PathLike,
+def run_kernel_sweep(kernel: str, *, device: str | None = None, shapes: str = "full", out: str | os.PathLike,
                      dtypes=None, log: Callable[[str], None] = print) -> list[dict]:
+    """Run one kernel's sweep (``shapes``: "full", "quick" or "gpu-check") and append its records to ``out``."""
     if kernel not in KERNELS:
         raise RefbenchError(f"unknown kernel {kernel!r}; choose from {', '.join(KERNELS)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -50,10 +52,11 @@ def run_kernel_sweep(kernel: str, *, device: str | None = None, quick: bool = Fa
         if kernel == "softmax":
             from bench.kernel_softmax import run_sweep
 
-            default = GPU_DTYPES if torch.device(device).type == "cuda" else ("float32",)
-            return run_sweep(device=device, dtypes=list(dtypes or default), quick=quick, run_id=run_id, env=env,
+            on_cuda = torch.device(device).type == "cuda"
+            default = (GPU_CHECK_DTYPES if shapes == "gpu-check" else GPU_DTYPES) if on_cuda else ("float32",)
+            return run_sweep(device=device, dtypes=list(dtypes or default), shapes=shapes, run_id=run_id, env=env,
                              on_record=writer.append)
         from bench.kernel_conv2d import run_sweep
 
-        return run_sweep(device=device, layers=conv_layers(), quick=quick, run_id=run_id, env=env,
+        return run_sweep(device=device, layers=conv_layers(), shapes=shapes, run_id=run_id, env=env,
                          on_record=writer.append)

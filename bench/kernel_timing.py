@@ -34,6 +34,22 @@ def time_ms(fn: Callable[[], object], device: torch.device | str, *, reps: int =
     return statistics.median(samples)
 
 
+def first_call(fn: Callable[[], object], device: torch.device | str) -> tuple[object, float]:
+    """``fn()`` and its seconds, the device synchronized before the clock stops."""
+    start = time.perf_counter()
+    out = fn()
+    if on_gpu(device):
+        torch.cuda.synchronize(device)
+    return out, time.perf_counter() - start
+
+
+def l2_cache_bytes(device: torch.device | str) -> int:
+    """The device's L2 cache; on the CPU, 1 MiB (the figure only scales ``bytes_over_l2``)."""
+    if on_gpu(device):
+        return torch.cuda.get_device_properties(device).L2_cache_size
+    return 1 << 20
+
+
 def copy_bandwidth_gbps(device: torch.device | str, nbytes: int = 1 << 30) -> float:
     """Device-to-device copy bandwidth in GB/s (bytes read + bytes written)."""
     if not on_gpu(device):

@@ -73,12 +73,34 @@ def test_fp32_matches_fp64(name, channels_last):
         assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
 @pytest.mark.parametrize("name", ["stride2-odd", "channels-over-block"])
-def test_fp16_matches_fp64(name, relu):
+def test_16bit_matches_fp64(name, relu, dtype):
     case = CASES[name]
-    x, w, b = _inputs(case, torch.float16, channels_last=relu, bias=True)
+    x, w, b = _inputs(case, dtype, channels_last=relu, bias=True)
     _check_against_fp64(x, w, b, *case[6:9], relu=relu)
+
+
+def test_bfloat16_lenet_sized_case_is_right():
+    """The flat reduction in bfloat16 (once off by about 1e10 in the interpreter)."""
+    x = torch.randn(2, 3, 13, 13, device=DEVICE).bfloat16()
+    w = (0.3 * torch.randn(4, 3, 5, 5, device=DEVICE)).bfloat16()
+    b = torch.randn(4, device=DEVICE).bfloat16()
+    want = F.conv2d(x.double(), w.double(), b.double(), padding=2)
+    _close(kernels.conv2d(x, w, b, padding=2), want, torch.bfloat16, "output")
+
+
+def test_weight_copy_follows_in_place_updates():
+    """The channels-last copy of a weight is remade when the weight changes in place."""
+    x = torch.randn(1, 32, 5, 5, device=DEVICE)
+    w = torch.randn(16, 32, 3, 3, device=DEVICE)
+    first = kernels.conv2d(x, w, padding=1)
+    _close(first, F.conv2d(x.double(), w.double(), padding=1), torch.float32, "first call")
+    with torch.no_grad():
+        w.mul_(-2)
+    _close(kernels.conv2d(x, w, padding=1), F.conv2d(x.double(), w.double(), padding=1), torch.float32,
+           "after w.mul_(-2)")
 
 
 def test_bias_grad_and_relu_mask_with_all_negative_output():

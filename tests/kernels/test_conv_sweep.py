@@ -12,7 +12,7 @@ LENET_CONV1 = {"name": "lenet5.features.0", "in_channels": 1, "out_channels": 6,
 
 
 def _sweep(layers, **overrides):
-    kwargs = dict(device="cpu", layers=layers, quick=True, run_id="test-run", env={"host": "test"})
+    kwargs = dict(device="cpu", layers=layers, shapes="quick", run_id="test-run", env={"host": "test"})
     return run_sweep(**{**kwargs, **overrides})
 
 
