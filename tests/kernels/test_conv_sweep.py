@@ -48,7 +48,9 @@ def test_quick_cpu_sweep_records():
             continue
         assert r["status"] == "ok", r["error"]
         m = r["metrics"]
-        assert m["time_ms"] > 0 and m["tflops"] > 0 and m["max_abs_err"] < 1e-4
+        # fp32 against fp64: the weight gradient sums 2*28*28 products into values near 40, so an absolute
+        # error near 1e-4 is fp32's own (torch's CPU convolution reaches it at one thread)
+        assert m["time_ms"] > 0 and m["tflops"] > 0 and m["max_abs_err"] < 1e-3
         assert 0 < m["roofline_ms"] and m["roofline_fraction"] == pytest.approx(m["roofline_ms"] / m["time_ms"])
 
 
