@@ -210,7 +210,7 @@ class DCGANWorkload(GANWorkload):
         "fast": Recipe(optimizer="adam", lr=5e-4, batch_size=64, epochs=20, notes="betas (0.5, 0.999)"),
     }
     targets = {
-        "quick": Target("fid_fmnist_ratio", 0.3, recipe="fast", max_epochs=1, budget_s=150,
+        "quick": Target("fid_fmnist_ratio", 0.3, recipe="fast", max_epochs=1, max_steps=300, wall_cap_s=300,
                         eval_every_steps=100, higher_is_better=False),
         "full": Target("fid_fmnist_ratio", 0.10, recipe="document", max_epochs=20, higher_is_better=False),
     }
@@ -243,7 +243,7 @@ class WGANGPWorkload(GANWorkload):
         "fast": Recipe(optimizer="adam", lr=5e-4, batch_size=64, epochs=30, notes="betas (0, 0.9)"),
     }
     targets = {
-        "quick": Target("fid_fmnist_ratio", 0.6, recipe="fast", max_epochs=1, budget_s=300,
+        "quick": Target("fid_fmnist_ratio", 0.6, recipe="fast", max_epochs=1, max_steps=300, wall_cap_s=400,
                         eval_every_steps=100, higher_is_better=False),
         "full": Target("fid_fmnist_ratio", 0.10, recipe="document", max_epochs=30, higher_is_better=False),
     }

@@ -51,7 +51,7 @@ class RNNRowsWorkload(RowRNNWorkload):
     name, cell = "rnn_rows", "rnn"
     recipes = {**RowRNNWorkload.recipes, "fast": Recipe(optimizer="adam", lr=1e-3, batch_size=128, epochs=20)}
     targets = {
-        "quick": Target("accuracy", 0.70, recipe="fast", max_epochs=1, budget_s=150, eval_every_steps=100),
+        "quick": Target("accuracy", 0.70, recipe="fast", max_epochs=1, wall_cap_s=150, eval_every_steps=100),
         "full": Target("accuracy", 0.85, recipe="fast", max_epochs=20),
     }
 
@@ -60,7 +60,7 @@ class RNNRowsWorkload(RowRNNWorkload):
 class LSTMRowsWorkload(RowRNNWorkload):
     name, cell = "lstm_rows", "lstm"
     targets = {
-        "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=1, budget_s=150, eval_every_steps=100),
+        "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=1, wall_cap_s=200, eval_every_steps=100),
         "full": Target("accuracy", 0.88, recipe="fast", max_epochs=15),
     }
 
@@ -69,6 +69,6 @@ class LSTMRowsWorkload(RowRNNWorkload):
 class GRURowsWorkload(RowRNNWorkload):
     name, cell = "gru_rows", "gru"
     targets = {
-        "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=1, budget_s=150, eval_every_steps=100),
+        "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=1, max_steps=400, wall_cap_s=200, eval_every_steps=100),
         "full": Target("accuracy", 0.88, recipe="fast", max_epochs=15),
     }
