@@ -118,7 +118,9 @@ class Convergence:
                 for name_ in self.backend_order():
                     backend = backends.resolve(name_)
                     skip = skip_reason(workload, backend)
-                    variant = backend.variant_for(workload, {**target.variant, **asked})
+                    asked_variant = {**target.variant, **asked}
+                    variant = workload.resolve_variant(**asked_variant) if skip else \
+                        backend.variant_for(workload, asked_variant)
                     groups.append(Group(workload=name, asked=asked, variant=variant, backend=name_,
                                         base=None if name_ == backend.device else backend.device,
                                         recipe=self.recipe or target.recipe, target=self.target,

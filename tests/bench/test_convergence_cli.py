@@ -74,6 +74,15 @@ def test_a_gpu_backend_without_a_gpu_is_a_skipped_record_not_a_traceback(tmp_pat
     assert "skipped" in capsys.readouterr().out
 
 
+def test_a_backend_the_workload_cannot_use_is_skipped_with_the_reason(tmp_path):
+    out = tmp_path / "c.jsonl"
+    assert main(["converge", "--workloads", "mlp", "--backends", "cpu+sdpa,int8", "--seeds", "1",
+                 "--max-steps", "1", "--out", str(out)]) == 1      # one step of mlp misses its target
+    skipped = {r["backend"]: r["error"] for r in read_results(out) if r["status"] == "skipped"}
+    assert skipped == {"cpu+sdpa": "mlp has no attention=sdpa variant",
+                       "int8": "int8 dynamic quantization is inference only"}
+
+
 def test_a_missed_mean_is_exit_1_and_a_missed_summary(scripted, tmp_path, capsys):
     """Seed 0 ends at 0.99, seed 1 crosses 0.95 at step 5 but ends at 0.90: the mean, 0.945, misses."""
     scripted.script = [0.5, 0.99, 0.96, 0.90]
