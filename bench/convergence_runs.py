@@ -354,7 +354,8 @@ def summary_row(record: dict) -> dict[str, Any]:
         "backend": record["backend"], "status": record["status"], "seeds": fmt(seeds.get("n"), "d"),
         "metric": m.get("target_metric"), "target": m.get("threshold"),
         "mean": fmt(seeds.get("mean")), "std": fmt(seeds.get("std")), "min": fmt(seeds.get("min")),
-        "to target s": fmt(m.get("time_to_target_s"), ".1f"), "train s": fmt(m.get("train_s"), ".1f"),
+        "to target s": fmt(m.get("time_to_target_s"), ".1f"), "steps": fmt(m.get("steps_to_target"), ".0f"),
+        "train s": fmt(m.get("train_s"), ".1f"),
         "parity": "-" if parity.get("ok") is None else (
             f"{parity['delta']:+.4f} {'ok' if parity['ok'] else 'MISS'}" + (" FLAG" if parity.get("flag") else "")),
         "vs fixed": fmt(written.get("delta"), "+.4f"),
@@ -362,4 +363,4 @@ def summary_row(record: dict) -> dict[str, Any]:
 
 
 SUMMARY_COLUMNS = ["workload", "backend", "status", "seeds", "metric", "target", "mean", "std", "min",
-                   "to target s", "train s", "parity", "vs fixed"]
+                   "to target s", "steps", "train s", "parity", "vs fixed"]

@@ -150,6 +150,8 @@ def group_summary(records: list[dict[str, Any]], *, base: str | None = None,
         metrics[key] = _mean(finished, key)
     times = [t for t in summary["time_to_target_s"] if t is not None]
     metrics["time_to_target_s"] = statistics.fmean(times) if times else None
+    steps = [r["metrics"].get("steps_to_target") for r in finished if r["metrics"].get("steps_to_target") is not None]
+    metrics["steps_to_target"] = statistics.fmean(steps) if steps else None   # what load cannot change
     mean, threshold = summary["mean"], first.get("threshold")
     met = mean is not None and (mean >= threshold if first.get("higher_is_better", True) else mean <= threshold)
     metrics["reached"] = met

@@ -15,6 +15,7 @@ def seed_record(seed, finals, *, status="ok", metric="accuracy", task="image-cla
                                         "higher_is_better": higher, "threshold": threshold, "target": "quick",
                                         "recipe": "fast", "budget": {"max_epochs": 1, "max_steps": None},
                                         "time_to_target_s": reached_at, "steady_train_s": steady,
+                                        "steps_to_target": None if reached_at is None else 100,
                                         "train_s": steady + 1, "eval_s": 1.0, "wall_s": steady + 3,
                                         "first_step_s": 1.0}}
 
@@ -35,7 +36,7 @@ def test_the_mean_decides_the_target_not_any_one_seed():
     runs = [seed_record(0, [0.99], reached_at=5.0), seed_record(1, [0.70])]
     status, error, metrics = group_summary(runs)
     assert status == "missed" and "the mean over 2 seeds is 0.8450" in error and "1 of 2 seeds crossed" in error
-    assert metrics["reached"] is False and metrics["time_to_target_s"] == 5.0
+    assert metrics["reached"] is False and metrics["time_to_target_s"] == 5.0 and metrics["steps_to_target"] == 100
     status, _, metrics = group_summary([seed_record(0, [0.86]), seed_record(1, [0.84])])
     assert status == "ok" and metrics["reached"] is True and metrics["seeds"]["mean"] == pytest.approx(0.85)
 
