@@ -158,13 +158,12 @@ def cmd_converge(args) -> int:
                           seeds=args.seeds, as_written=args.as_written, max_steps=args.max_steps,
                           wall_cap_s=args.wall_cap, threads=args.threads, data_dir=args.data_dir)
     groups = request.groups()   # every bad option fails here, before anything trains
-    out = _writable(args.out) if args.out else None
+    out = _writable(args.out)
     with Progress(len(groups) * args.seeds) as progress:
         records = run_convergence(request, out=out, resume=args.resume, progress=progress)
     summaries = [r for r in records if "seeds" in r["metrics"]]
     print_table([summary_row(r) for r in summaries], SUMMARY_COLUMNS)
-    if out:
-        print(f"{len(records)} records appended to {out}")
+    print(f"{len(records)} records appended to {out}")
     return 0 if all(r["status"] in ("ok", "skipped") for r in summaries) else 1
 
 
@@ -266,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also train each workload's as_written=True variant, beside the fixed default")
     p.add_argument("--threads", type=threads_option, default=1, help="torch CPU threads: N or all (default 1)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", default=None, help="JSONL file for the records (one per seed, one summary per group)")
+    p.add_argument("--out", default="results-converge.jsonl",
+                   help="JSONL file the records are appended to (one per seed, one summary per group)")
     p.add_argument("--resume", action="store_true", help="skip the seeds already finished in --out")
     p.set_defaults(func=cmd_converge)
 

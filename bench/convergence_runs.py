@@ -207,6 +207,12 @@ class _Session:
         self.run_id, self.env = new_run_id(), collect_env()
         self.workloads: dict[str, Workload] = {}
 
+    def _workload(self, name: str) -> Workload:
+        """One instance per workload for the whole call (a GAN caches its untrained generator's FID)."""
+        if name not in self.workloads:
+            self.workloads[name] = get_workload(name)
+        return self.workloads[name]
+
     def run_group(self, group: Group, groups: list[Group]):
         """Yield the group's new records: its seeds' and then its summary."""
         seeds = list(range(self.request.seeds))
@@ -239,7 +245,7 @@ class _Session:
 
     def _run_seed(self, group: Group, seed: int) -> dict:
         request = self.request
-        workload = self.workloads.setdefault(group.workload, get_workload(group.workload))
+        workload = self._workload(group.workload)
         identity = {**self._identity(group), "seed": seed}
         try:
             run = converge(workload, group.target, backend=group.backend, seed=seed, recipe=group.recipe,
@@ -265,7 +271,7 @@ class _Session:
 
     def _identity(self, group: Group) -> dict[str, Any]:
         """What every record of the group says, run or not."""
-        workload = self.workloads.setdefault(group.workload, get_workload(group.workload))
+        workload = self._workload(group.workload)
         target = workload.targets[group.target]
         return {"target": group.target, "target_metric": target.metric, "threshold": target.threshold,
                 "higher_is_better": target.higher_is_better, "task": workload.task, "recipe": group.recipe,
@@ -301,7 +307,7 @@ class _Session:
                    for r in self._group_records(group))
 
     def _record(self, group: Group, status: str, error: str | None, metrics: dict, *, dataset=None) -> dict:
-        workload = self.workloads.setdefault(group.workload, get_workload(group.workload))
+        workload = self._workload(group.workload)
         return make_record(run_id=self.run_id, env=self.env, workload=group.workload, variant=group.variant,
                            backend=group.backend, mode="converge", dataset=dataset, status=status, error=error,
                            batch_size=workload.recipe(group.recipe).batch_size, metrics=metrics)

@@ -97,6 +97,13 @@ def test_a_captured_graph_refuses_a_batch_of_another_shape():
         step.feed(get_workload("mlp").example_batch(3))
 
 
+def test_resume_needs_a_file_to_resume_from():
+    from bench.convergence_runs import Convergence, run_convergence
+
+    with pytest.raises(RefbenchError, match="--resume needs --out"):
+        run_convergence(Convergence(workloads=["mlp"]), resume=True)
+
+
 def test_unknown_target_and_bad_budgets_are_clear_errors():
     with pytest.raises(RefbenchError, match="has no target 'nightly'"):
         converge("mlp", "nightly")

@@ -43,7 +43,6 @@ def seeds_of(records):
     (["converge", "--workloads", "lenet6"], "unknown workload 'lenet6'; did you mean lenet5?"),
     (["converge", "--workloads", "nosuch*"], "no registered workload matches 'nosuch*'"),
     (["converge", "--workloads", "mlp", "--data-dir", "/no/such/dir"], "--data-dir /no/such/dir is not a directory"),
-    (["converge", "--workloads", "mlp", "--resume"], "--resume needs --out"),
     (["converge", "--workloads", "mlp", "--as-written"], "--as-written: mlp has no as_written variant"),
     (["converge", "--workloads", "mlp", "--out", "/proc/c.jsonl"], "cannot write results to /proc/c.jsonl"),
     (["sweep", "--workloads", "lenet5", "--budget", "0"], "argument --budget: expected a positive number, got '0'"),
@@ -142,9 +141,10 @@ def test_as_written_trains_both_variants_and_records_the_cost(tmp_path):
     assert "as_written" not in fixed["metrics"]
 
 
-def test_as_written_with_a_pattern_keeps_the_workloads_that_have_the_variant(capsys):
+def test_as_written_with_a_pattern_keeps_the_workloads_that_have_the_variant(tmp_path, capsys):
     with registered(AsWrittenBlobs, Blobs):
-        assert main(["converge", "--workloads", "test_*", "--as-written", "--seeds", "1", "--max-steps", "2"]) == 1
+        assert main(["converge", "--workloads", "test_*", "--as-written", "--seeds", "1", "--max-steps", "2",
+                     "--out", str(tmp_path / "c.jsonl")]) == 1
     out = capsys.readouterr().out
     assert "test_as_written_blobs as-written" in out and "test_blobs " not in out
 
