@@ -40,7 +40,9 @@ class Target:
     first: counted in steps, a target means the same on a busy laptop and an
     idle GPU, and every backend and seed trains the same steps. Wall time is
     measured, not budgeted: ``wall_cap_s`` only ends a run that hangs or
-    crawls (set generously, about 5x the measured time; None: no cap).
+    crawls (set generously: about 3x the wall time measured at one thread on
+    a 2-core machine busy with other work, 10x or more an idle one's; None:
+    no cap).
     """
 
     metric: str

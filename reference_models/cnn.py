@@ -52,7 +52,7 @@ class CNNSmallWorkload(Workload):
         "fast": Recipe(optimizer="adam", lr=2e-3, batch_size=128, epochs=10),
     }
     targets = {
-        "quick": Target("accuracy", 0.87, recipe="fast", max_epochs=2, max_steps=600, wall_cap_s=300, eval_every_steps=100),
+        "quick": Target("accuracy", 0.87, recipe="fast", max_epochs=2, max_steps=600, wall_cap_s=600, eval_every_steps=200),
         "full": Target("accuracy", 0.91, recipe="fast", max_epochs=15),
     }
     notes = (
@@ -75,7 +75,7 @@ class ConvNet3Workload(Workload):
         "fast": Recipe(optimizer="adam", lr=2e-3, batch_size=128, epochs=10),
     }
     targets = {
-        "quick": Target("accuracy", 0.87, recipe="fast", max_epochs=2, max_steps=600, wall_cap_s=400, eval_every_steps=100),
+        "quick": Target("accuracy", 0.87, recipe="fast", max_epochs=2, max_steps=600, wall_cap_s=450, eval_every_steps=200),
         "full": Target("accuracy", 0.92, recipe="fast", max_epochs=15),
     }
     notes = (

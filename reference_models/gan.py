@@ -210,7 +210,7 @@ class DCGANWorkload(GANWorkload):
         "fast": Recipe(optimizer="adam", lr=5e-4, batch_size=64, epochs=20, notes="betas (0.5, 0.999)"),
     }
     targets = {
-        "quick": Target("fid_fmnist_ratio", 0.3, recipe="fast", max_epochs=1, max_steps=300, wall_cap_s=300,
+        "quick": Target("fid_fmnist_ratio", 0.3, recipe="fast", max_epochs=1, max_steps=300, wall_cap_s=400,
                         eval_every_steps=100, higher_is_better=False),
         "full": Target("fid_fmnist_ratio", 0.10, recipe="document", max_epochs=20, higher_is_better=False),
     }

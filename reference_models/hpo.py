@@ -81,7 +81,7 @@ class RandomForestWineWorkload(Workload):
         "fast": Recipe(optimizer="forest", batch_size=142, epochs=1, notes="one forest, default parameters"),
     }
     targets = {
-        "quick": Target("accuracy", 0.90, recipe="document", max_epochs=1),
+        "quick": Target("accuracy", 0.90, recipe="document", max_epochs=1, wall_cap_s=120),
         "full": Target("accuracy", 0.95, recipe="document", max_epochs=1),
     }
     notes = (
