@@ -1,11 +1,13 @@
 """Small workloads for the convergence tests: real training on two blobs, and a curve known in advance.
 
-``registered(*classes)`` registers them for one test and removes them after.
+``registered(*classes)`` registers them for one test and removes them after;
+the ``scripted`` fixture registers ``Scripted`` with its fake clock.
 """
 from __future__ import annotations
 
 import contextlib
 
+import pytest
 import torch
 from torch import nn
 
@@ -88,3 +90,14 @@ def registered(*classes):
     finally:
         for cls in classes:
             unregister_model(cls.name)
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """``Scripted``, registered, with bench.convergence reading its fake clock."""
+    import bench.convergence
+
+    monkeypatch.setattr(bench.convergence, "time", FakeClock)
+    FakeClock.now = 0.0
+    with registered(Scripted):
+        yield Scripted

@@ -1,19 +1,10 @@
 """One seed's run: the time-to-target bookkeeping, the budget, the batches, the data path."""
 import pytest
 
-import bench.convergence as convergence
 from bench import backends
 from bench.convergence import converge
 from reference_models import RefbenchError, Target, get_workload
-from tests.bench.convergence_workloads import AsWrittenBlobs, Blobs, FakeClock, Scripted, registered
-
-
-@pytest.fixture
-def scripted(monkeypatch):
-    monkeypatch.setattr(convergence, "time", FakeClock)
-    FakeClock.now = 0.0
-    with registered(Scripted):
-        yield Scripted
+from tests.bench.convergence_workloads import AsWrittenBlobs, Blobs, registered, scripted  # noqa: F401  (a fixture)
 
 
 def test_time_to_target_counts_training_only(scripted):

@@ -5,19 +5,10 @@ import json
 import pytest
 import torch
 
-import bench.convergence as convergence
 from bench.cli import main
 from bench.progress import Progress
 from bench.results import read_results
-from tests.bench.convergence_workloads import AsWrittenBlobs, Blobs, FakeClock, Scripted, registered
-
-
-@pytest.fixture
-def scripted(monkeypatch):
-    monkeypatch.setattr(convergence, "time", FakeClock)
-    FakeClock.now = 0.0
-    with registered(Scripted):
-        yield Scripted
+from tests.bench.convergence_workloads import AsWrittenBlobs, Blobs, registered, scripted  # noqa: F401  (a fixture)
 
 
 def summaries(records):
