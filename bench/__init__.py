@@ -16,7 +16,8 @@ _EXPORTS = {
     "Step": "bench.step", "prepare": "bench.step",
     "run_matrix": "bench.runner", "run_cell": "bench.runner",
     "check_step": "bench.correctness", "measure": "bench.timing",
-    "ConvergenceResult": "bench.convergence", "converge": "bench.convergence",
+    "SeedRun": "bench.convergence", "converge": "bench.convergence",
+    "Convergence": "bench.convergence_runs", "run_convergence": "bench.convergence_runs",
     "ResultWriter": "bench.results", "make_record": "bench.results", "read_results": "bench.results",
     "collect_env": "bench.environment",
 }

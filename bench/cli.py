@@ -130,14 +130,14 @@ def cmd_run(args) -> int:
         label = f"{r['workload']} {r['backend']} {r['mode']} bs={r['batch_size']}"
         status = r["status"] + (f" ({r['error'].splitlines()[0][:100]})" if r["error"] else "")
         if progress:
-            progress[0].update(label, status)
+            progress[0].done(f"{label}: {status}")
         else:
             print(f"{label}: {status}, finished by an earlier run that was stopped: appended", file=sys.stderr)
 
     try:
         records = run_matrix(matrix, out, resume=args.resume, retry=args.retry, shard=shard,
                              isolation=args.isolation, time_budget_s=args.time_budget, on_record=on_record,
-                             on_start=lambda n: progress.append(Progress(n)))
+                             on_start=lambda n: progress.append(Progress(n, unit="cell")))
     finally:
         for bar in progress:
             bar.close()
@@ -257,20 +257,31 @@ def cmd_kernels(args) -> int:
 
 
 def cmd_converge(args) -> int:
-    from bench.convergence import converge_all
+    from bench.convergence_runs import SUMMARY_COLUMNS, Convergence, run_convergence, summary_row
+    from bench.progress import Progress
+    from bench.tables import print_table
 
-    out = _writable(args.out) if args.out else None
-    results = converge_all(args.workloads, args.target, device=args.device, data_dir=args.data_dir,
-                           budget_s=args.budget, recipe=args.recipe, out=out)
-    return 0 if all(r.reached for r in results) else 1
+    request = Convergence(workloads=args.workloads, backends=args.backends, target=args.target, recipe=args.recipe,
+                          seeds=args.seeds, as_written=args.as_written, max_steps=args.max_steps,
+                          wall_cap_s=args.wall_cap, threads=args.threads, data_dir=args.data_dir)
+    groups = request.groups()   # every bad option fails here, before anything trains
+    out = _writable(args.out)
+    with Progress(len(groups) * args.seeds) as progress:
+        records = run_convergence(request, out=out, resume=args.resume, progress=progress)
+    summaries = [r for r in records if "seeds" in r["metrics"]]
+    print_table([summary_row(r) for r in summaries], SUMMARY_COLUMNS)
+    print(f"{len(records)} records appended to {out}")
+    return 0 if all(r["status"] in ("ok", "skipped") for r in summaries) else 1
 
 
 def cmd_sweep(args) -> int:
-    from bench.sweep import sweep
+    from bench.sweep import check_sweep, sweep
 
+    for name in args.workloads:   # every workload checked before the first search starts
+        check_sweep(name, target=args.target, backend=args.backend, data_dir=args.data_dir)
     out = _writable(args.out) if args.out else None
     for name in args.workloads:
-        best = sweep(name, budget_s=args.budget, n_trials=args.trials, device=args.device,
+        best = sweep(name, budget_s=args.budget, n_trials=args.trials, backend=args.backend, threads=args.threads,
                      data_dir=args.data_dir, out=out, target=args.target, seed=args.seed)
         print(f"{name}: best recipe {best}")
     return 0
@@ -390,24 +401,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=_KERNELS_OUT, help="records file (--tune-tiles: the tile table instead)")
     p.set_defaults(func=cmd_kernels)
 
-    p = sub.add_parser("converge", help="train workloads to an accuracy target on real data")
-    p.add_argument("--workloads", type=_csv, required=True)
-    p.add_argument("--target", default="quick", help="quick (CPU) or full (GPU)")
-    p.add_argument("--device", default="cpu")
+    p = sub.add_parser("converge", help="train workloads to an accuracy target on real data, over seeds and backends")
+    p.add_argument("--workloads", type=_csv, required=True, help="names or shell patterns ('lenet*'), or all")
+    p.add_argument("--backends", type=_csv, default=["cpu"],
+                   help="e.g. cpu,cpu+compile,cuda+amp-bf16; each device's fp32 eager base (cpu, cuda) is added "
+                        "for parity when not given")
+    p.add_argument("--target", default="quick", help="the workloads' target: quick (CPU, CI) or full (GPU)")
+    p.add_argument("--recipe", default=None, help="recipe name, e.g. document or fast (default: the target's)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds per backend; the mean decides (default 3)")
+    p.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (default: the target's budget)")
+    p.add_argument("--wall-cap", type=positive_float, default=None,
+                   help="seconds after which a run counts as hung (default: the target's, about 5x its measured time)")
+    p.add_argument("--as-written", action="store_true",
+                   help="also train each workload's as_written=True variant, beside the fixed default")
+    p.add_argument("--threads", type=threads_option, default=1, help="torch CPU threads: N or all (default 1)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--budget", type=float, default=None, help="training seconds (default: the target's)")
-    p.add_argument("--recipe", default=None, help="recipe name (default: the target's)")
-    p.add_argument("--out", default=None, help="JSONL file for the records")
+    p.add_argument("--out", default="results/converge.jsonl",
+                   help="JSONL file the records are appended to (one per seed, one summary per group)")
+    p.add_argument("--resume", action="store_true", help="skip the seeds already finished in --out")
     p.set_defaults(func=cmd_converge)
 
     p = sub.add_parser("sweep", help="search a workload's training recipe with Optuna within a time budget")
     p.add_argument("--workloads", type=_csv, required=True)
-    p.add_argument("--budget", type=float, required=True, help="seconds per workload")
-    p.add_argument("--trials", type=int, default=None, help="stop after this many trials")
+    p.add_argument("--budget", type=positive_float, required=True, help="seconds per workload")
+    p.add_argument("--trials", type=positive_int, default=None, help="stop after this many trials")
     p.add_argument("--target", default="quick", help="the target whose metric and data are searched on")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", default="cpu", help="the backend every trial trains on, e.g. cpu or cuda+amp-bf16")
+    p.add_argument("--threads", type=threads_option, default=1, help="torch CPU threads: N or all (default 1)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", default=None, help="JSONL file for one record per trial")
     p.set_defaults(func=cmd_sweep)
 
@@ -448,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first, in every rank too (it may register workloads); repeatable")
-    p.add_argument("--out", default="results.jsonl", help="JSONL file the records are appended to")
+    p.add_argument("--out", default="results/ddp.jsonl", help="JSONL file the records are appended to")
     p.set_defaults(func=cmd_ddp)
     return parser
 

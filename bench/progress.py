@@ -1,9 +1,9 @@
-"""Progress of long work on stderr: a tqdm bar on a terminal, one plain line per item elsewhere.
+"""Progress of long work (``converge``, ``sweep``): a bar on a terminal, plain lines elsewhere.
 
-Each finished item (a matrix cell, a training run, a kernel case) updates
-the bar with items done, elapsed time, ETA and the last item's status; when
-stderr is not a terminal (CI logs, files) each item is one line instead, so
-a log stays readable.
+On a terminal, tqdm draws a bar with the units done, the ETA and the latest
+status; finished items are printed above it. When the stream is not a
+terminal (CI logs, a pipe), each finished item is one plain line with its
+count and ETA, and nothing is redrawn.
 """
 from __future__ import annotations
 
@@ -13,32 +13,38 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, total: int, *, unit: str = "cell", stream: TextIO | None = None):
-        self.total, self.unit, self.done = total, unit, 0
+    """``total`` units of work; ``done(line)`` after each, ``note(text)`` for the item under way."""
+
+    def __init__(self, total: float, *, unit: str = "run", stream: TextIO | None = None,
+                 terminal: bool | None = None):
         self.stream = stream or sys.stderr
+        self.terminal = self.stream.isatty() if terminal is None else terminal
+        self.total, self.unit, self.count = total, unit, 0.0
         self.started = time.perf_counter()
-        self._bar = None
-        if total and self.stream.isatty():
+        self.bar = None
+        if self.terminal:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit=unit, file=self.stream, dynamic_ncols=True, leave=True)
+            self.bar = tqdm(total=total, unit=unit, file=self.stream, dynamic_ncols=True, leave=False)
 
-    def update(self, label: str, status: str) -> None:
-        """One more item finished: ``label`` names it, ``status`` says how it ended (one line)."""
-        self.done += 1
-        if self._bar is not None:
-            self._bar.set_postfix_str(f"{label}: {status}"[:60], refresh=False)
-            self._bar.update(1)
+    def note(self, text: str) -> None:
+        """What is under way now (the bar's status; nothing in plain mode)."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=True)
+
+    def done(self, line: str, units: float = 1) -> None:
+        """``units`` more are done; ``line`` says what the last one gave."""
+        self.count = min(self.total, self.count + units)
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+            self.bar.update(units)
+            self.bar.set_postfix_str(line[:60], refresh=True)
             return
-        elapsed = time.perf_counter() - self.started
-        eta = elapsed / self.done * (self.total - self.done) if self.total else 0.0
-        counter = f"[{self.done}/{self.total}]" if self.total else f"[{self.done}]"
-        print(f"{counter} {label}: {status}  ({_duration(elapsed)} elapsed, ETA {_duration(eta)})",
-              file=self.stream, flush=True)
+        print(f"[{self._count_text()}] {line}{self._eta()}", file=self.stream, flush=True)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
     def __enter__(self) -> "Progress":
         return self
@@ -46,7 +52,15 @@ class Progress:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _count_text(self) -> str:
+        if self.unit == "s":
+            return f"{self.count:.0f}/{self.total:.0f} s"
+        return f"{self.count:.0f}/{self.total:.0f}"
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    def _eta(self) -> str:
+        if not self.count or self.count >= self.total:
+            return ""
+        from tqdm import tqdm
+
+        left = (time.perf_counter() - self.started) / self.count * (self.total - self.count)
+        return f"  (ETA {tqdm.format_interval(left)})"

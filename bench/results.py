@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed", "timeout", "oom", "skipped", "error", "not_run")
+STATUSES = ("ok", "failed", "missed", "timeout", "oom", "skipped", "error", "not_run")
 MATRIX_MODES = ("train", "infer")          # the modes of `refbench run`'s matrix
 MODES = (*MATRIX_MODES, "converge", "kernel", "ddp")
 FIELDS = (

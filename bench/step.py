@@ -73,7 +73,13 @@ class Step:
         if not self.captured:
             self.batch = batch
             return
-        for static, new in zip(tree_flatten(self.batch)[0], tree_flatten(batch)[0]):
+        statics, news = tree_flatten(self.batch)[0], tree_flatten(batch)[0]
+        shapes = [tuple(t.shape) for t in statics if isinstance(t, torch.Tensor)]
+        new_shapes = [tuple(t.shape) for t in news if isinstance(t, torch.Tensor)]
+        if shapes != new_shapes:  # copy_ would broadcast some, fail on others
+            raise backends.SkipCell(f"a captured CUDA graph replays one batch shape; this batch has "
+                                    f"{new_shapes}, the captured one {shapes}")
+        for static, new in zip(statics, news):
             if isinstance(static, torch.Tensor):
                 static.copy_(new)
 
@@ -130,15 +136,18 @@ def set_threads(threads: int | str | None) -> int:
 
 
 def prepare(workload: Workload | str, backend: backends.Backend | str, mode: str, batch_size: int, *,
-            variant: dict[str, Any] | None = None, batch: Any = None, recipe: str | None = None,
+            variant: dict[str, Any] | None = None, batch: Any = None, recipe: str | Recipe | None = None,
             seed: int = 0, threads: int | str | None = None, keep_reference_state: bool = True,
             wrap_model: Callable[[nn.Module], nn.Module] | None = None) -> Step:
     """Build ``workload``'s step on ``backend`` (module docstring for the order).
 
     ``variant`` is completed with the workload's defaults (and
     ``attention=sdpa`` for the sdpa backend); ``batch`` defaults to the
-    workload's synthetic ``example_batch``; ``recipe`` to its
-    ``throughput_recipe``. A backend that cannot run the step raises
+    workload's synthetic ``example_batch``; ``recipe`` (a name or a
+    ``Recipe``) to its ``throughput_recipe``. A compiled step starts from an
+    empty Dynamo cache, so a process that prepares many (``converge``) never
+    reaches Dynamo's recompile limit, past which it runs eager without
+    saying so. A backend that cannot run the step raises
     ``backends.SkipCell``. ``wrap_model`` wraps the transformed model before
     the optimizer is made (the reference state is taken before it).
     """
@@ -148,7 +157,9 @@ def prepare(workload: Workload | str, backend: backends.Backend | str, mode: str
     backend.configure()
     device = torch.device(backend.device)
     variant = backend.variant_for(workload, dict(variant or {}))
-    chosen = workload.recipe(recipe or workload.throughput_recipe)
+    chosen = recipe if isinstance(recipe, Recipe) else workload.recipe(recipe or workload.throughput_recipe)
+    if backend.compiled:
+        torch._dynamo.reset()
 
     torch.manual_seed(seed)
     model = workload.make(**variant).to(device)

@@ -46,18 +46,36 @@ class Recipe:
 
 @dataclass(frozen=True)
 class Target:
-    """An accuracy (or other metric) a training run must reach within a budget."""
+    """A metric a training run must reach within a budget of optimizer steps.
+
+    The budget is ``max_epochs`` epochs, or ``max_steps`` steps when that comes
+    first: counted in steps, a target means the same on a busy laptop and an
+    idle GPU, and every backend and seed trains the same steps. Wall time is
+    measured, not budgeted: ``wall_cap_s`` only ends a run that hangs or
+    crawls (set generously: about 3x the wall time measured at one thread on
+    a 2-core machine busy with other work, 10x or more an idle one's; None:
+    no cap).
+    """
 
     metric: str
     threshold: float
     recipe: str = "fast"
     split: str = "test"
     max_epochs: int = 10
-    budget_s: float | None = None    # wall-clock training budget, evaluation excluded
+    max_steps: int | None = None     # None: max_epochs whole epochs
+    wall_cap_s: float | None = None  # a guard against hangs, not a budget
     dataset: str | None = None       # None: the workload's own data set
     variant: dict[str, Any] = field(default_factory=dict)
     higher_is_better: bool = True
     eval_every_steps: int | None = None   # also evaluate every N steps, not only per epoch
+
+    def __post_init__(self):
+        for name in ("max_epochs", "max_steps", "eval_every_steps"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"Target.{name} must be a positive integer, got {value!r}")
+        if self.wall_cap_s is not None and not self.wall_cap_s > 0:
+            raise ValueError(f"Target.wall_cap_s must be positive, got {self.wall_cap_s!r}")
 
     def reached(self, value: float) -> bool:
         return value >= self.threshold if self.higher_is_better else value <= self.threshold

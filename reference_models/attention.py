@@ -144,7 +144,7 @@ class AttentionWorkload(Seq2SeqWorkload):
         "fast": Recipe(optimizer="adam", lr=3e-3, batch_size=128, epochs=10, source="refbench's"),
     }
     targets = {
-        "quick": Target("sequence_accuracy", 0.95, recipe="fast", max_epochs=3, budget_s=60, eval_every_steps=100),
+        "quick": Target("sequence_accuracy", 0.95, recipe="fast", max_epochs=3, max_steps=800, wall_cap_s=200, eval_every_steps=100),
         "full": Target("sequence_accuracy", 0.99, recipe="fast", max_epochs=20),
     }
 

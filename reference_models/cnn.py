@@ -64,7 +64,7 @@ class CNNSmallWorkload(Workload):
     variants = {"as_written": (False, True)}
     recipes = {"reference": REFERENCE, "fast": FAST}
     targets = {
-        "quick": Target("accuracy", 0.87, recipe="fast", max_epochs=2, budget_s=120, eval_every_steps=100),
+        "quick": Target("accuracy", 0.87, recipe="fast", max_epochs=2, max_steps=600, wall_cap_s=600, eval_every_steps=200),
         "full": Target("accuracy", 0.91, recipe="fast", max_epochs=15),
     }
     notes = Notes(
@@ -106,7 +106,7 @@ class ConvNet3Workload(Workload):
     variants = {"as_written": (False, True)}
     recipes = {"reference": REFERENCE, "fast": FAST}
     targets = {
-        "quick": Target("accuracy", 0.87, recipe="fast", max_epochs=2, budget_s=180, eval_every_steps=100),
+        "quick": Target("accuracy", 0.87, recipe="fast", max_epochs=2, max_steps=600, wall_cap_s=450, eval_every_steps=200),
         "full": Target("accuracy", 0.92, recipe="fast", max_epochs=15),
     }
     notes = Notes(

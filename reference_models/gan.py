@@ -228,7 +228,7 @@ class DCGANWorkload(GANWorkload):
                        source="refbench's"),
     }
     targets = {
-        "quick": Target("fid_fmnist_ratio", 0.3, recipe="fast", max_epochs=1, budget_s=150,
+        "quick": Target("fid_fmnist_ratio", 0.3, recipe="fast", max_epochs=1, max_steps=300, wall_cap_s=400,
                         eval_every_steps=100, higher_is_better=False),
         "full": Target("fid_fmnist_ratio", 0.10, recipe="reference", max_epochs=20, higher_is_better=False),
     }
@@ -263,7 +263,7 @@ class WGANGPWorkload(GANWorkload):
                        source="refbench's"),
     }
     targets = {
-        "quick": Target("fid_fmnist_ratio", 0.6, recipe="fast", max_epochs=1, budget_s=300,
+        "quick": Target("fid_fmnist_ratio", 0.6, recipe="fast", max_epochs=1, max_steps=300, wall_cap_s=400,
                         eval_every_steps=100, higher_is_better=False),
         "full": Target("fid_fmnist_ratio", 0.10, recipe="reference", max_epochs=30, higher_is_better=False),
     }

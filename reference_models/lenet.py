@@ -59,7 +59,7 @@ class LeNet5Workload(Workload):
         "fast": Recipe(optimizer="adam", lr=2e-3, batch_size=128, epochs=10, source="refbench's"),
     }
     targets = {
-        "quick": Target("accuracy", 0.85, recipe="fast", max_epochs=2, budget_s=90),
+        "quick": Target("accuracy", 0.85, recipe="fast", max_epochs=2, wall_cap_s=300, eval_every_steps=200),
         "full": Target("accuracy", 0.89, recipe="fast", max_epochs=20),
     }
     notes = Notes(

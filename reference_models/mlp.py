@@ -43,7 +43,7 @@ class MLPWorkload(Workload):
         "fast": Recipe(optimizer="adam", lr=1e-3, batch_size=128, epochs=10, source="refbench's"),
     }
     targets = {
-        "quick": Target("accuracy", 0.84, recipe="fast", max_epochs=2, budget_s=60),
+        "quick": Target("accuracy", 0.84, recipe="fast", max_epochs=2, wall_cap_s=120, eval_every_steps=100),
         "full": Target("accuracy", 0.88, recipe="fast", max_epochs=20),
     }
     notes = Notes(

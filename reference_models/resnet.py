@@ -68,7 +68,7 @@ class ResNet18CifarWorkload(CifarWorkload):
     }
     targets = {
         "quick": Target("accuracy", 0.90, recipe="fast", dataset="synthetic-cifar10", max_epochs=1,
-                        budget_s=180, eval_every_steps=10, variant={"width": 16}),
+                        max_steps=40, wall_cap_s=180, eval_every_steps=10, variant={"width": 16}),
         "full": Target("accuracy", 0.93, recipe="reference", max_epochs=60),
     }
     notes = Notes(

@@ -85,7 +85,7 @@ class RNNRowsWorkload(RowRNNWorkload):
     recipes = {**RowRNNWorkload.recipes,
                "fast": Recipe(optimizer="adam", lr=1e-3, batch_size=128, epochs=20, source="refbench's")}
     targets = {
-        "quick": Target("accuracy", 0.70, recipe="fast", max_epochs=1, budget_s=150, eval_every_steps=100),
+        "quick": Target("accuracy", 0.70, recipe="fast", max_epochs=1, wall_cap_s=150, eval_every_steps=100),
         "full": Target("accuracy", 0.85, recipe="fast", max_epochs=20),
     }
 
@@ -95,7 +95,7 @@ class LSTMRowsWorkload(RowRNNWorkload):
     name, cell = "lstm_rows", "lstm"
     notes = with_cell("lstm")
     targets = {
-        "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=1, budget_s=150, eval_every_steps=100),
+        "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=1, wall_cap_s=200, eval_every_steps=100),
         "full": Target("accuracy", 0.88, recipe="fast", max_epochs=15),
     }
 
@@ -105,6 +105,6 @@ class GRURowsWorkload(RowRNNWorkload):
     name, cell = "gru_rows", "gru"
     notes = with_cell("gru")
     targets = {
-        "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=1, budget_s=150, eval_every_steps=100),
+        "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=1, max_steps=400, wall_cap_s=200, eval_every_steps=100),
         "full": Target("accuracy", 0.88, recipe="fast", max_epochs=15),
     }

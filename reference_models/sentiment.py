@@ -51,7 +51,7 @@ class SentimentWorkload(Workload):
         "fast": Recipe(optimizer="adam", lr=2e-3, batch_size=64, epochs=10, source="refbench's"),
     }
     targets = {
-        "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=3, budget_s=90, eval_every_steps=50),
+        "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=3, wall_cap_s=200, eval_every_steps=50),
         "full": Target("accuracy", 0.88, recipe="fast", max_epochs=20),
     }
     notes = Notes(

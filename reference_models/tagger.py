@@ -144,8 +144,8 @@ class POSTaggerWorkload(Workload):
         "full": Recipe(optimizer="adamw", lr=1e-4, batch_size=64, epochs=20, weight_decay=0.01, source="refbench's"),
     }
     targets = {
-        "quick": Target("accuracy", 0.85, recipe="fast", max_epochs=3, budget_s=150, eval_every_steps=100),
-        "quick-bilstm": Target("accuracy", 0.93, recipe="fast-bilstm", max_epochs=3, budget_s=90, eval_every_steps=100,
+        "quick": Target("accuracy", 0.85, recipe="fast", max_epochs=3, max_steps=300, wall_cap_s=400, eval_every_steps=100),
+        "quick-bilstm": Target("accuracy", 0.93, recipe="fast-bilstm", max_epochs=3, max_steps=400, wall_cap_s=300, eval_every_steps=100,
                                variant={"encoder": "bilstm"}),
         "full": Target("accuracy", 0.95, recipe="full", max_epochs=20, variant={"size": "document"}),
     }

@@ -242,7 +242,7 @@ class TransformerSeq2SeqWorkload(Seq2SeqWorkload):
         "fast": Recipe(optimizer="adam", lr=1e-3, batch_size=128, epochs=10, source="refbench's"),
     }
     targets = {
-        "quick": Target("sequence_accuracy", 0.95, recipe="fast", max_epochs=3, budget_s=180, eval_every_steps=100),
+        "quick": Target("sequence_accuracy", 0.95, recipe="fast", max_epochs=3, max_steps=800, wall_cap_s=400, eval_every_steps=100),
         "full": Target("sequence_accuracy", 0.99, recipe="fast", max_epochs=20),
     }
     notes = Notes(

@@ -89,7 +89,7 @@ class VGG16CifarWorkload(CifarWorkload):
     }
     targets = {
         "quick": Target("accuracy", 0.90, recipe="fast", dataset="synthetic-cifar10", max_epochs=1,
-                        budget_s=180, eval_every_steps=10, variant={"width": 16}),
+                        max_steps=40, wall_cap_s=180, eval_every_steps=10, variant={"width": 16}),
         "full": Target("accuracy", 0.88, recipe="reference", max_epochs=30),
     }
     notes = Notes(
@@ -206,7 +206,7 @@ class VGG16TransferWorkload(CifarWorkload):
     }
     targets = {
         "quick": Target("accuracy", 0.30, recipe="fast", dataset="synthetic-cifar10", max_epochs=1,
-                        budget_s=600, eval_every_steps=25),
+                        wall_cap_s=600, eval_every_steps=25),
         "full": Target("accuracy", 0.85, recipe="fast", max_epochs=10, variant={"image_size": 224}),
     }
     notes = Notes(

@@ -27,7 +27,7 @@ RUN = ["run", "--workloads", "mlp", "--modes", "infer", "--batch-sizes", "2", "-
     (["run", "--workloads", "mlp", "--import", "no_such_module_here"], "cannot import 'no_such_module_here'"),
     (["report", "/nonexistent/r.jsonl"], "no result file /nonexistent/r.jsonl"),
     (["validate", "--device", "tpu"], "--device must be cpu or cuda"),
-    (["sweep", "--workloads", "lenet5", "--budget", "0"], "a sweep needs a positive --budget"),
+    (["sweep", "--workloads", "lenet5", "--budget", "0"], "argument --budget: expected a positive number"),
     (["sweep", "--workloads", "hpo_rf_wine", "--budget", "10"], "hpo_rf_wine trains with forest, grid-search"),
     (["converge", "--workloads", "mlp", "--target", "nightly"], "mlp has no target 'nightly'"),
     (["list", "lenet"], "no registered workload matches 'lenet'; did you mean lenet5"),

@@ -1,39 +1,19 @@
+import io
+
 import optuna
 import pytest
-import torch
-from torch import nn
 
+from bench.progress import Progress
 from bench.results import read_results
 from bench.sweep import sweep
-from reference_models import Recipe, RefbenchError, Target, Workload, register_model, unregister_model
-from reference_models.data import TensorSplit
-
-
-class TwoBlobs(Workload):
-    """Two Gaussian blobs in 2-D: a linear layer separates them in a few steps."""
-
-    name = "test_two_blobs"
-    source = "test"
-    input_shape = (2,)
-    num_classes = 2
-    recipes = {"fast": Recipe(lr=0.1, batch_size=32)}
-    targets = {"quick": Target("accuracy", 0.99, max_epochs=2, budget_s=5)}
-
-    def build(self):
-        return nn.Linear(2, 2)
-
-    def load_data(self, split, *, device="cpu", data_dir=None, dataset=None):
-        g = torch.Generator().manual_seed(0 if split == "train" else 1)
-        y = torch.randint(2, (512,), generator=g)
-        x = torch.randn(512, 2, generator=g) + 3 * (2 * y[:, None] - 1)
-        return TensorSplit(x.to(device), y.to(device), "two-blobs", "generated")
+from reference_models import Recipe, RefbenchError
+from tests.bench.convergence_workloads import Blobs, registered
 
 
 @pytest.fixture
 def blobs():
-    register_model(TwoBlobs)
-    yield TwoBlobs.name
-    unregister_model(TwoBlobs.name)
+    with registered(Blobs):
+        yield Blobs.name
 
 
 def test_every_trial_is_a_record_and_the_best_recipe_comes_back(blobs, tmp_path):
@@ -43,19 +23,19 @@ def test_every_trial_is_a_record_and_the_best_recipe_comes_back(blobs, tmp_path)
     records = read_results(out)
     assert len(records) == 4 and {r["mode"] for r in records} == {"converge"}
     assert [r["metrics"]["trial"] for r in records] == [0, 1, 2, 3]
-    assert all(r["dataset"] == "two-blobs" and r["workload"] == blobs for r in records)
+    assert all(r["dataset"] == "two-blobs" and r["workload"] == blobs and r["backend"] == "cpu" for r in records)
     finished = [r for r in records if r["status"] == "ok"]
     top = max(finished, key=lambda r: r["metrics"]["accuracy"])
     assert isinstance(best, Recipe) and best.optimizer == top["metrics"]["params"]["optimizer"]
-    assert best.lr == top["metrics"]["params"]["lr"] and best.batch_size == top["metrics"]["recipe"]["batch_size"]
+    assert best.lr == top["metrics"]["params"]["lr"] and best.batch_size == top["metrics"]["recipe_settings"]["batch_size"]
     assert lines[-1].startswith("best recipe (accuracy")
-    assert TwoBlobs.recipes == {"fast": Recipe(lr=0.1, batch_size=32)}   # the class is left as it was
+    assert Blobs.recipes == {"fast": Recipe(lr=0.05, batch_size=48)}   # the class is left as it was
 
 
 def test_pruned_trials_are_recorded_with_the_reason(blobs, tmp_path):
     out = tmp_path / "sweep.jsonl"
     never_good_enough = optuna.pruners.ThresholdPruner(lower=2.0)   # accuracy never reaches 2: prune at once
-    with pytest.raises(RefbenchError, match="no sweep trial of test_two_blobs finished"):
+    with pytest.raises(RefbenchError, match="no sweep trial of test_blobs finished"):
         sweep(blobs, budget_s=30, n_trials=2, out=str(out), pruner=never_good_enough, log=lambda line: None)
     records = read_results(out)
     assert [r["status"] for r in records] == ["skipped", "skipped"]
@@ -70,6 +50,30 @@ def test_a_search_workload_and_bad_arguments_are_refused(blobs):
         sweep(blobs, budget_s=10, target="nightly")
     with pytest.raises(RefbenchError, match="positive --budget"):
         sweep(blobs, budget_s=0)
+    with pytest.raises(RefbenchError, match="cannot sweep test_blobs on int8: int8 dynamic quantization is inference"):
+        sweep(blobs, budget_s=10, backend="int8")
+
+
+def test_trials_train_through_the_backend_and_show_progress(blobs, tmp_path):
+    out, stream = tmp_path / "sweep.jsonl", io.StringIO()
+    sweep(blobs, budget_s=60, n_trials=2, backend="cpu+amp-bf16", out=str(out),
+          progress=Progress(2, unit="trial", stream=stream))
+    records = read_results(out)
+    assert [r["backend"] for r in records] == ["cpu+amp-bf16"] * 2
+    assert all(r["metrics"]["curve"] and r["metrics"]["recipe"].startswith("sweep-") for r in records)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("[1/2] trial 0: ") and lines[1].startswith("[2/2] trial 1: ")
+
+
+def test_the_last_trial_stops_when_the_budget_runs_out(blobs, tmp_path, monkeypatch):
+    """A trial that would outlast the sweep is stopped at the budget; its last evaluation is its value."""
+    out = tmp_path / "sweep.jsonl"
+    monkeypatch.setattr("bench.sweep.suggest_recipe", lambda trial, max_epochs: Recipe(
+        lr=0.05, batch_size=32, epochs=1000, notes=f"trial {trial.number}"))
+    sweep(blobs, budget_s=3, n_trials=1, out=str(out), log=lambda line: None)
+    (record,) = read_results(out)
+    assert record["status"] == "timeout" and "--budget of 3 s ran out during this trial" in record["error"]
+    assert record["metrics"]["curve"] and record["metrics"]["steps"] < 1000 * 16
 
 
 @pytest.mark.slow

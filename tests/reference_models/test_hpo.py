@@ -19,7 +19,7 @@ def test_make_gives_a_fitted_forest_that_returns_probabilities():
 
 
 def test_wine_split_is_fixed_and_stratified():
-    (x_train, y_train), (x_test, y_test) = hpo.wine_split("train"), hpo.wine_split("test")
+    (x_train, _), (x_test, y_test) = hpo.wine_split("train"), hpo.wine_split("test")
     assert x_train.shape == (142, 13) and x_test.shape == (36, 13)
     assert sorted(set(y_test)) == [0, 1, 2]
     assert (hpo.wine_split("test")[0] == x_test).all()
