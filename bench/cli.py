@@ -232,6 +232,7 @@ def cmd_kernels(args) -> int:
     import torch
 
     from bench.kernel_runs import run_kernel_sweep
+    from bench.progress import Progress
     from bench.tables import print_table
     from reference_models import RefbenchError
 
@@ -244,8 +245,10 @@ def cmd_kernels(args) -> int:
     out = _writable(args.out)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     shapes = args.shapes or ("quick" if args.quick else "full")
-    records = run_kernel_sweep(args.kernel, device=device, shapes=shapes, out=out, dtypes=args.dtypes,
-                               log=lambda line: print(line, file=sys.stderr))
+    with Progress(None, unit="case") as progress:
+        records = run_kernel_sweep(args.kernel, device=device, shapes=shapes, out=out, dtypes=args.dtypes,
+                                   log=lambda line: print(line, file=sys.stderr), on_record=lambda r: progress.done(
+                                       f"{r['workload']} {r['backend']}: {r['status']}"))
     rows = [{"kernel": r["workload"], "backend": r["backend"], "status": r["status"],
              "case": " ".join(f"{k}={v}" for k, v in r["variant"].items() if not isinstance(v, dict)),
              **{k: r["metrics"].get(k) for k in ("time_ms", "gbps", "tflops", "max_abs_err")},

@@ -35,8 +35,10 @@ def conv_layers() -> list[dict]:
 
 
 def run_kernel_sweep(kernel: str, *, device: str | None = None, shapes: str = "full", out: str | os.PathLike,
-                     dtypes=None, log: Callable[[str], None] = print) -> list[dict]:
-    """Run one kernel's sweep (``shapes``: "full", "quick" or "gpu-check") and append its records to ``out``."""
+                     dtypes=None, log: Callable[[str], None] = print,
+                     on_record: Callable[[dict], None] = lambda record: None) -> list[dict]:
+    """Run one kernel's sweep (``shapes``: "full", "quick" or "gpu-check") and append its records to ``out``;
+    ``on_record`` sees each record once it is written."""
     if kernel not in KERNELS:
         raise RefbenchError(f"unknown kernel {kernel!r}; choose from {', '.join(KERNELS)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -49,14 +51,18 @@ def run_kernel_sweep(kernel: str, *, device: str | None = None, shapes: str = "f
         log(f"note: {CPU_NOTE}")
     run_id, env = new_run_id(), collect_env()
     with ResultWriter(out) as writer:
+        def record(r: dict) -> None:
+            writer.append(r)
+            on_record(r)
+
         if kernel == "softmax":
             from bench.kernel_softmax import run_sweep
 
             on_cuda = torch.device(device).type == "cuda"
             default = (GPU_CHECK_DTYPES if shapes == "gpu-check" else GPU_DTYPES) if on_cuda else ("float32",)
             return run_sweep(device=device, dtypes=list(dtypes or default), shapes=shapes, run_id=run_id, env=env,
-                             on_record=writer.append)
+                             on_record=record)
         from bench.kernel_conv2d import run_sweep
 
         return run_sweep(device=device, layers=conv_layers(), shapes=shapes, run_id=run_id, env=env,
-                         on_record=writer.append)
+                         on_record=record)

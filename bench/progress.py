@@ -13,9 +13,10 @@ from typing import TextIO
 
 
 class Progress:
-    """``total`` units of work; ``done(line)`` after each, ``note(text)`` for the item under way."""
+    """``total`` units of work (None: not known ahead); ``done(line)`` after each, ``note(text)`` for the item
+    under way."""
 
-    def __init__(self, total: float, *, unit: str = "run", stream: TextIO | None = None,
+    def __init__(self, total: float | None, *, unit: str = "run", stream: TextIO | None = None,
                  terminal: bool | None = None):
         self.stream = stream or sys.stderr
         self.terminal = self.stream.isatty() if terminal is None else terminal
@@ -34,7 +35,7 @@ class Progress:
 
     def done(self, line: str, units: float = 1) -> None:
         """``units`` more are done; ``line`` says what the last one gave."""
-        self.count = min(self.total, self.count + units)
+        self.count = self.count + units if self.total is None else min(self.total, self.count + units)
         if self.bar is not None:
             self.bar.write(line, file=self.stream)
             self.bar.update(units)
@@ -53,12 +54,14 @@ class Progress:
         self.close()
 
     def _count_text(self) -> str:
+        if self.total is None:
+            return f"{self.count:.0f}"
         if self.unit == "s":
             return f"{self.count:.0f}/{self.total:.0f} s"
         return f"{self.count:.0f}/{self.total:.0f}"
 
     def _eta(self) -> str:
-        if not self.count or self.count >= self.total:
+        if self.total is None or not self.count or self.count >= self.total:
             return ""
         from tqdm import tqdm
 
