@@ -14,6 +14,7 @@ import signal
 import sys
 from typing import Sequence
 
+from bench.gates import GATES
 from bench.settings import Settings, positive_float, threads_option, variant_option
 
 
@@ -197,6 +198,17 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from bench.compare import compare, render
+    from bench.gates import parse_gates, parse_threshold
+
+    result = compare([args.base], [args.new], threshold=parse_threshold(args.threshold), fail_on=parse_gates(args.fail_on))
+    for warning in result.warnings:
+        print(f"refbench: warning: {warning}", file=sys.stderr)
+    print(render(result, markdown=args.markdown))
+    return result.exit_code
+
+
 def _terminate(signum, frame):
     """SIGTERM ends a run as Ctrl-C does: the current cell's processes are killed, written records kept."""
     raise KeyboardInterrupt
@@ -297,7 +309,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSONL file for one record per trial")
     p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("compare", help="compare two result sets; exit 1 on a regression or a newly failing cell")
+    p.add_argument("base", help="JSONL results (or a pytest --benchmark-json file) to compare against")
+    p.add_argument("new", help="JSONL results (or a pytest --benchmark-json file) to judge")
+    _judging_options(p)
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table fit for a CI comment")
+    p.set_defaults(func=cmd_compare)
     return parser
+
+
+def _judging_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold", default="5%", help="smallest change that counts, e.g. 5%% (and it must be "
+                                                     "significant on the raw samples)")
+    p.add_argument("--fail-on", type=_csv, default=list(GATES), metavar=",".join(GATES),
+                   help="what makes the exit status 1 (default: all)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
