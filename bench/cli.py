@@ -15,7 +15,7 @@ import sys
 from typing import Sequence
 
 from bench.gates import GATES
-from bench.settings import Settings, positive_float, threads_option, variant_option
+from bench.settings import Settings, positive_float, positive_int, threads_option, variant_option
 
 
 def _csv(text: str) -> list[str]:
@@ -84,12 +84,9 @@ def cmd_data(args) -> int:
     return 2 if any(row["status"] == "bad" for row in rows) else 0
 
 
-def cmd_run(args) -> int:
+def _matrix(args):
+    """The validated Matrix of ``run``'s matrix options (also ``nightly``'s)."""
     from bench.matrix import Matrix
-    from bench.runner import parse_shard, run_matrix
-    from bench.noise import busy_warning
-    from bench.progress import Progress
-    from bench.tables import print_table, record_row
 
     variants: dict = {}
     for item in args.variants:
@@ -98,6 +95,16 @@ def cmd_run(args) -> int:
     matrix = Matrix(workloads=args.workloads, backends=args.backends, modes=args.modes,
                     batch_sizes=args.batch_sizes, variants=variants, settings=Settings.from_args(args))
     matrix.validate()
+    return matrix
+
+
+def cmd_run(args) -> int:
+    from bench.runner import parse_shard, run_matrix
+    from bench.noise import busy_warning
+    from bench.progress import Progress
+    from bench.tables import print_table, record_row
+
+    matrix = _matrix(args)
     shard = parse_shard(args.shard) if args.shard else None
     out = _writable(args.out)
     if args.report:
@@ -209,6 +216,27 @@ def cmd_compare(args) -> int:
     return result.exit_code
 
 
+def cmd_nightly(args) -> int:
+    from bench.gates import parse_gates, parse_threshold
+    from bench.nightly import run_nightly
+
+    options = {"threshold": parse_threshold(args.threshold), "fail_on": parse_gates(args.fail_on),
+               "window": args.window}
+    matrix = _matrix(args) if args.workloads and not args.no_run else None
+
+    def on_record(r):
+        print(f"{r['workload']} {r['backend']} {r['mode']} bs={r['batch_size']}: {r['status']}", file=sys.stderr)
+
+    result = run_nightly(args.history, matrix=matrix, benchmark_files=args.benchmark_json, run=not args.no_run,
+                         isolation=args.isolation, time_budget_s=args.time_budget, on_record=on_record, **options)
+    for note in result.notes:
+        print(f"refbench: warning: {note}", file=sys.stderr)
+    from bench.nightly import summary_lines
+
+    print("\n".join(summary_lines(result)))
+    return result.exit_code
+
+
 def _terminate(signum, frame):
     """SIGTERM ends a run as Ctrl-C does: the current cell's processes are killed, written records kept."""
     raise KeyboardInterrupt
@@ -244,15 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("run", help="measure throughput, latency, memory and correctness of a matrix of cells")
-    p.add_argument("--workloads", type=_csv, required=True, help="names or shell patterns ('lenet*'), or all")
-    p.add_argument("--backends", type=_csv, default=["cpu"], help="e.g. cpu,cpu+compile,cuda+amp-bf16")
-    p.add_argument("--modes", type=_csv, default=["train", "infer"])
-    p.add_argument("--batch-sizes", type=_int_csv, default=[128])
-    p.add_argument("--variant", dest="variants", type=variant_option, action="append", default=[],
-                   metavar="WORKLOAD:OPTION=VALUE", help="a workload's variant, e.g. lenet5:activation=tanh; repeatable")
-    Settings.add_arguments(p)
-    p.add_argument("--time-budget", type=positive_float, default=None,
-                   help="seconds for the whole run; cells not started by then are recorded as not_run")
+    _matrix_options(p, required=True)
     p.add_argument("--resume", action="store_true", help="skip cells already finished in --out")
     p.add_argument("--retry", type=_csv, default=[], metavar="STATUS,...",
                    help="with --resume, measure cells with these statuses again too (e.g. oom,failed); "
@@ -315,7 +335,31 @@ def build_parser() -> argparse.ArgumentParser:
     _judging_options(p)
     p.add_argument("--markdown", action="store_true", help="print a Markdown table fit for a CI comment")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("nightly", help="measure a night into a history, judge it against earlier nights, "
+                                       "write DIR/index.html; exit 1 on a regression")
+    p.add_argument("--history", required=True, metavar="DIR", help="the history: DIR/<env_key>/<date>-<commit>.jsonl")
+    _matrix_options(p, required=False)
+    p.add_argument("--benchmark-json", action="append", default=[], metavar="FILE",
+                   help="a pytest --benchmark-json file to add to the night; repeatable")
+    p.add_argument("--no-run", action="store_true", help="measure nothing: judge the history and write the page")
+    p.add_argument("--window", type=positive_int, default=7, help="earlier nights the latest is judged against")
+    p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"])
+    _judging_options(p)
+    p.set_defaults(func=cmd_nightly)
     return parser
+
+
+def _matrix_options(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument("--workloads", type=_csv, required=required, help="names or shell patterns ('lenet*'), or all")
+    p.add_argument("--backends", type=_csv, default=["cpu"], help="e.g. cpu,cpu+compile,cuda+amp-bf16")
+    p.add_argument("--modes", type=_csv, default=["train", "infer"])
+    p.add_argument("--batch-sizes", type=_int_csv, default=[128])
+    p.add_argument("--variant", dest="variants", type=variant_option, action="append", default=[],
+                   metavar="WORKLOAD:OPTION=VALUE", help="a workload's variant, e.g. lenet5:activation=tanh; repeatable")
+    Settings.add_arguments(p)
+    p.add_argument("--time-budget", type=positive_float, default=None,
+                   help="seconds for the whole run; cells not started by then are recorded as not_run")
 
 
 def _judging_options(p: argparse.ArgumentParser) -> None:
