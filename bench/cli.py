@@ -237,6 +237,19 @@ def cmd_nightly(args) -> int:
     return result.exit_code
 
 
+def cmd_bisect(args) -> int:
+    from bench.bisect import bisect
+    from bench.gates import parse_threshold
+
+    result = bisect(good=args.good, bad=args.bad, cell=args.cell, metric=args.metric, repo=args.repo,
+                    measure=args.measure, iters=args.iters, threads=args.threads, max_repeats=args.max_repeats,
+                    threshold=parse_threshold(args.threshold), log=lambda line: print(line, file=sys.stderr))
+    print(f"first bad commit: {result.first_bad[:12]} {result.subject}")
+    print(f"{args.metric}: {result.ratio:.3f}x of --good there (--bad: {result.good_ratio:.3f}x); "
+          f"{result.steps} commits measured in {result.wall_s:.0f} s")
+    return 0
+
+
 def _terminate(signum, frame):
     """SIGTERM ends a run as Ctrl-C does: the current cell's processes are killed, written records kept."""
     raise KeyboardInterrupt
@@ -347,6 +360,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"])
     _judging_options(p)
     p.set_defaults(func=cmd_nightly)
+
+    p = sub.add_parser("bisect", help="find the commit that made a cell slower (git bisect run in a clone)")
+    p.add_argument("--good", required=True, metavar="REV", help="a commit where the cell was fast")
+    p.add_argument("--bad", required=True, metavar="REV", help="a later commit where it is slow")
+    p.add_argument("--cell", required=True, metavar="KEY", help="the cell as the tables print it, "
+                                                                "e.g. 'mlp | cpu | train | bs=16'")
+    p.add_argument("--metric", default="samples_per_s", help="samples_per_s (default), latency_ms.median, ...")
+    p.add_argument("--repo", default=".", help="the git repository (default: the current directory's)")
+    p.add_argument("--measure", default=None, metavar="CMD",
+                   help="measure with CMD run in each checkout: it writes the cell's record to $REFBENCH_BISECT_OUT "
+                        "(default: that commit's `python -m bench run` of the cell)")
+    p.add_argument("--iters", type=positive_int, default=20, help="timed steps per measurement")
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--max-repeats", type=positive_int, default=4,
+                   help="measurements of a commit, pooled, before it is skipped as undecided")
+    p.add_argument("--threshold", default="5%", help="smallest BAD/GOOD change worth bisecting")
+    p.set_defaults(func=cmd_bisect)
     return parser
 
 

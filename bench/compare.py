@@ -37,10 +37,10 @@ from scipy import stats
 
 from bench import analysis, benchmark_json
 from bench._report_doc import _markdown_table
-from bench.gates import DEFAULT_THRESHOLD, GATES, parse_gates
+from bench.gates import ALPHA, DEFAULT_THRESHOLD, GATES, parse_gates
 from reference_models import RefbenchError
 
-ALPHA = 0.01
+
 MEMORY_FLOOR_BYTES = 1 << 20
 CLASSES = ("newly failing", "regressed", "improved", "unstable", "new", "missing", "unchanged")
 FAILING = ("failed", "error", "timeout", "oom")

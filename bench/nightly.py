@@ -41,7 +41,7 @@ import pandas as pd
 
 from bench import analysis, benchmark_json, history
 from bench.changepoints import MIN_SEGMENT, change_points
-from bench.compare import BY_NAME, FAILING, METRICS, Metric, judge, machine, spread
+from bench.compare import FAILING, METRICS, Metric, judge, machine, spread
 from bench.gates import DEFAULT_THRESHOLD, GATES, parse_gates
 from bench.results import MATRIX_MODES
 from reference_models import RefbenchError
