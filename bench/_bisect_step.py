@@ -105,13 +105,22 @@ def main(state_path: str) -> int:
     for _ in range(state["max_repeats"]):
         samples = measure_cell(tree, state)
         if samples is None:
+            _note(state, commit, "skipped: the cell could not be measured there")
             return SKIP
         pooled += samples
         verdict = classify(pooled, state["references"]["good"], state["references"]["bad"])
         if verdict is not None:
             (Path(state["dir"]) / f"{commit}.json").write_text(json.dumps(pooled), encoding="utf-8")
+            _note(state, commit, f"{'bad' if verdict == BAD else 'good'}: median {np.median(pooled):.4g} ms "
+                                 f"over {len(pooled)} steps")
             return verdict
+    _note(state, commit, f"skipped: undecided after {len(pooled)} steps (median {np.median(pooled):.4g} ms)")
     return SKIP
+
+
+def _note(state: dict, commit: str, line: str) -> None:
+    with open(Path(state["dir"]) / "steps.log", "a", encoding="utf-8") as f:
+        f.write(f"{commit[:12]} {line}\n")
 
 
 if __name__ == "__main__":

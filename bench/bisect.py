@@ -133,6 +133,9 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
         env = {**os.environ, "PYTHONPATH": str(REFBENCH_ROOT)}
         run = subprocess.run(["git", "-C", str(tree), "bisect", "run", sys.executable, "-m", "bench._bisect_step",
                               str(scratch / "state.json")], capture_output=True, text=True, env=env)
+        steps_log = scratch / "steps.log"
+        for line in steps_log.read_text().splitlines() if steps_log.exists() else []:
+            log(line)
         first = _git(tree, "rev-parse", "--verify", "--quiet", "refs/bisect/bad", check=False).stdout.strip()
         found = "is the first bad commit" in run.stdout
         history = _git(tree, "bisect", "log", check=False).stdout

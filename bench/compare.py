@@ -220,7 +220,7 @@ def _pair(pair: dict, threshold: float, alpha: float, max_cv: float, fail_on: tu
     headline = next(iter(verdicts))
     changed = [(name, v) for name, v in verdicts.items() if v.change != "unchanged"]
     gated = [(name, v) for name, v in changed if BY_NAME[name].gate in fail_on]
-    note_changed = ", ".join(f"{_short(name)} {v.change} {v.ratio:.3g}x" for name, v in changed)
+    note_changed = ", ".join(f"{short_name(name)} {v.change} {v.ratio:.3g}x" for name, v in changed)
     if worst_spread > max_cv:
         return _row("unstable", n, b, headline, verdicts[headline], worst_spread,
                     note=f"spread {worst_spread:.0%} > {max_cv:.0%}" + (f"; {note_changed}" if note_changed else ""))
@@ -246,14 +246,14 @@ def _number(value) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _short(name: str) -> str:
+def short_name(name: str) -> str:
     return {"samples_per_s": "samples/s", "ops_per_s": "ops/s", "latency_ms.median": "median ms",
             "peak_mem_bytes": "memory"}.get(name, name)
 
 
 def _row(kind: str, row: dict, base: dict | None = None, metric: str | None = None, verdict: Verdict | None = None,
          worst_spread: float | None = None, *, note: str | None = None, gates: bool = False) -> dict:
-    return {"class": kind, "cell": row["cell"], "machine": row["_machine"], "metric": metric and _short(metric),
+    return {"class": kind, "cell": row["cell"], "machine": row["_machine"], "metric": metric and short_name(metric),
             "base": None if base is None or metric is None else float(base[metric]),
             "new": None if metric is None else float(row[metric]),
             "ratio": None if verdict is None else verdict.ratio, "p": None if verdict is None else verdict.p_value,

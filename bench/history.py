@@ -34,6 +34,7 @@ class Night:
     date: str
     commit: str
     frame: pd.DataFrame      # bench.analysis's frame of the night's records
+    repeat: int = 1          # the n-th night of the same day and commit
 
     @property
     def time(self) -> pd.Timestamp:
@@ -75,8 +76,9 @@ def nights(history: str | os.PathLike) -> tuple[list[Night], list[str]]:
                 notes.append(f"{path}: {exc}; left out")
                 continue
             notes += loaded.skipped + [n for n in loaded.notes if "has no records" not in n]
-            found.append(Night(path, folder.name, match["date"], match["commit"], loaded.frame))
-    found.sort(key=lambda n: (n.env_key, n.time, n.path.name))
+            found.append(Night(path, folder.name, match["date"], match["commit"], loaded.frame,
+                               int(match["repeat"] or 1)))
+    found.sort(key=lambda n: (n.env_key, n.time, n.date, n.repeat))
     return found, notes
 
 

@@ -41,7 +41,7 @@ import pandas as pd
 
 from bench import analysis, benchmark_json, history
 from bench.changepoints import MIN_SEGMENT, change_points
-from bench.compare import FAILING, METRICS, Metric, judge, machine, spread
+from bench.compare import FAILING, METRICS, Metric, judge, machine, short_name, spread
 from bench.gates import DEFAULT_THRESHOLD, GATES, parse_gates
 from bench.results import MATRIX_MODES
 from reference_models import RefbenchError
@@ -306,7 +306,8 @@ def summary_lines(result: NightlyResult) -> list[str]:
         lines.append(f"{m.env_key}: night {m.nights[-1].path.stem} of {len(m.nights)}: "
                      + ", ".join(f"{n} {c}" for c, n in counts.items()) + f"; {len(m.open)} open regressions")
         for row in m.failing.to_dict("records"):
-            ratio = f" {row['ratio']:.3f}x of the window" if isinstance(row["ratio"], float) else ""
-            lines.append(f"  {row['class']}: {row['cell']} {row['metric'] or ''}{ratio} {row['note'] or ''}".rstrip())
+            what = (f"{short_name(row['metric'])} {row['ratio']:.3f}x of the window" if row["metric"] else row["note"])
+            again = " (measured twice: the rerun agrees)" if row["records"] > 1 else ""
+            lines.append(f"  {row['class']}: {row['cell']}: {what}{again}")
     lines.append(f"page: {result.index}")
     return lines

@@ -1,0 +1,34 @@
+"""The pytest-benchmark suite (``nox -s microbench``): on the GPU when there is one, else the CPU.
+
+Each file's machine_info carries refbench's own environment (bench.environment),
+its ``env_key`` included, so ``refbench compare`` and ``refbench nightly``
+judge these files by the same machine rule as the matrix. Benchmarks are
+disabled in the ordinary test run (``--benchmark-disable`` in pyproject.toml:
+each runs once, as a test); ``--benchmark-enable`` times them.
+"""
+import pytest
+import torch
+
+from bench.step import set_threads
+
+THREADS = 1   # as the matrix's CPU cells: a busy machine makes several threads fight
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from bench.environment import collect_env
+
+    set_threads(THREADS)
+    env = collect_env()
+    machine_info.update({key: env.get(key) for key in ("env_key", "torch", "cuda", "gpu", "driver", "triton",
+                                                       "threads")})
+
+
+@pytest.fixture(scope="session")
+def device() -> str:
+    set_threads(THREADS)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
