@@ -17,8 +17,8 @@ import numpy as np
 from scipy import stats
 
 GOOD, BAD, SKIP = 0, 1, 125
+MIN_RUNS = 2      # measurements of a commit before its verdict (bench.bisect)
 from bench.gates import ALPHA  # light: no torch
-TIMED = ("samples_per_s", "ops_per_s", "latency_ms.median")   # the metrics the step times measure
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,8 @@ class CellKey:
 
 
 def measure_cell(tree: Path, state: dict) -> list[float] | None:
-    """One measurement of the cell in ``tree``'s checkout: its step times (timed metrics) or its value; None when
-    the commit cannot measure it."""
+    """One measurement of the cell in ``tree``'s checkout: its step times in ms, or None when the commit cannot
+    measure it."""
     key = CellKey(**state["cell"])
     out = Path(state["dir"]) / "measure.jsonl"
     out.unlink(missing_ok=True)
@@ -50,12 +50,12 @@ def measure_cell(tree: Path, state: dict) -> list[float] | None:
     (Path(state["dir"]) / "last-error.txt").write_text((done.stderr or done.stdout)[-2000:], encoding="utf-8")
     if not out.exists():
         return None
-    return _cell_samples(out.read_text(encoding="utf-8", errors="replace"), key, state["metric"])
+    return _cell_samples(out.read_text(encoding="utf-8", errors="replace"), key)
 
 
-def _cell_samples(text: str, key: CellKey, metric: str) -> list[float] | None:
-    """The cell's step times (or its one value, for a metric measured once) from what a measurement wrote:
-    result records, one per line, or a pytest-benchmark file (its benchmark named ``key.workload``)."""
+def _cell_samples(text: str, key: CellKey) -> list[float] | None:
+    """The cell's step times from what a measurement wrote: result records, one per line, or a
+    pytest-benchmark file (its benchmark named ``key.workload``)."""
     try:
         document = json.loads(text)
     except ValueError:
@@ -73,16 +73,8 @@ def _cell_samples(text: str, key: CellKey, metric: str) -> list[float] | None:
              (r.get("workload"), r.get("backend"), r.get("mode")) == (key.workload, key.backend, key.mode)]
     if not match:
         return None
-    metrics = match[-1].get("metrics") or {}
-    if metric in TIMED:
-        samples = (metrics.get("latency_ms") or {}).get("samples")
-        return [float(s) for s in samples] if isinstance(samples, list) and len(samples) >= 2 else None
-    value = metrics
-    for part in metric.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    if metric == "peak_mem_bytes" and value is None:
-        value = metrics.get("peak_allocated_bytes", metrics.get("peak_rss_delta_bytes"))
-    return [float(value)] if isinstance(value, (int, float)) and math.isfinite(value) else None
+    samples = ((match[-1].get("metrics") or {}).get("latency_ms") or {}).get("samples")
+    return [float(t) for t in samples] if isinstance(samples, list) and len(samples) >= 2 else None
 
 
 def classify(samples: list[float], good: list[float], bad: list[float]) -> int | None:
@@ -102,13 +94,15 @@ def main(state_path: str) -> int:
     tree = Path.cwd()
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
     pooled: list[float] = []
-    for _ in range(state["max_repeats"]):
+    runs = 0
+    for _ in range(max(state["max_repeats"], MIN_RUNS)):
         samples = measure_cell(tree, state)
         if samples is None:
             _note(state, commit, "skipped: the cell could not be measured there")
             return SKIP
         pooled += samples
-        verdict = classify(pooled, state["references"]["good"], state["references"]["bad"])
+        runs += 1
+        verdict = None if runs < MIN_RUNS else classify(pooled, state["references"]["good"], state["references"]["bad"])
         if verdict is not None:
             (Path(state["dir"]) / f"{commit}.json").write_text(json.dumps(pooled), encoding="utf-8")
             _note(state, commit, f"{'bad' if verdict == BAD else 'good'}: median {np.median(pooled):.4g} ms "

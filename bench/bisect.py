@@ -14,7 +14,10 @@ commit: it measures the cell, and again (the samples pooled) until the
 commit is significantly different from one reference and closer to the
 other: bad (exit 1) when it is closer to BAD, good (0) when closer to GOOD;
 a commit that cannot be measured or stays undecided after ``max_repeats``
-measurements is skipped (125).
+measurements is skipped (125). Each commit is measured at least
+``MIN_RUNS`` times and GOOD and BAD ``REFERENCE_RUNS`` times, interleaved:
+on a shared machine one run's median can be twice another's, and a verdict
+from one run would follow the machine's load, not the commit.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from bench.compare import ALPHA, BY_NAME
 from bench.gates import DEFAULT_THRESHOLD
 from reference_models import RefbenchError
 
-REFERENCE_SAMPLES = 5
+REFERENCE_RUNS = 3        # measurements of GOOD and of BAD, pooled
 REFBENCH_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -89,8 +92,9 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
            threshold: float = DEFAULT_THRESHOLD, log: Callable[[str], None] = lambda line: None) -> BisectResult:
     """Find the first commit between ``good`` and ``bad`` where ``cell``'s ``metric`` got worse."""
     started = time.perf_counter()
-    if metric not in BY_NAME:
-        raise RefbenchError(f"--metric {metric}: choose among {', '.join(BY_NAME)}")
+    timed = [name for name, m in BY_NAME.items() if m.timed]
+    if metric not in timed:
+        raise RefbenchError(f"--metric {metric}: bisect judges metrics its step times measure: {', '.join(timed)}")
     key = parse_cell(cell)
     top = _git(Path(repo), "rev-parse", "--show-toplevel", check=False)
     if top.returncode != 0:
@@ -106,20 +110,18 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
         _git(root, "clone", "--quiet", "--shared", "--no-checkout", str(root), str(tree))
         state = {"cell": key.__dict__, "metric": metric, "measure": measure, "iters": iters, "threads": threads,
                  "max_repeats": max_repeats, "threshold": threshold, "dir": str(scratch)}
-        references = {}
-        for name, rev in (("good", good_hash), ("bad", bad_hash)):
-            _git(tree, "checkout", "--quiet", "--detach", rev)
-            samples: list[float] = []
-            for _ in range(max_repeats):   # at least REFERENCE_SAMPLES values (a value per run where untimed)
+        references: dict[str, list[float]] = {"good": [], "bad": []}
+        for _ in range(REFERENCE_RUNS):     # interleaved, so a busy spell of the machine falls on both
+            for name, rev in (("good", good_hash), ("bad", bad_hash)):
+                _git(tree, "checkout", "--quiet", "--detach", rev)
                 measured = measure_cell(tree, state)
-                samples += measured or []
-                if measured is None or len(samples) >= REFERENCE_SAMPLES:
-                    break
-            if len(samples) < 2:
-                raise RefbenchError(f"--{name} {rev[:12]}: the cell {cell!r} could not be measured there "
-                                    f"({_last_error(scratch)})")
-            references[name] = samples
-            log(f"{name} {rev[:12]}: median {np.median(samples):.4g} ms over {len(samples)} steps")
+                if measured is None:
+                    raise RefbenchError(f"--{name} {rev[:12]}: the cell {cell!r} could not be measured there "
+                                        f"({_last_error(scratch)})")
+                references[name] += measured
+        for name, rev in (("good", good_hash), ("bad", bad_hash)):
+            log(f"{name} {rev[:12]}: median {np.median(references[name]):.4g} over {len(references[name])} "
+                f"values of {REFERENCE_RUNS} runs")
         state["references"] = references
         base_ratio = value_ratio(metric, references["bad"], references["good"])
         p_value = float(stats.mannwhitneyu(references["good"], references["bad"]).pvalue)
@@ -156,11 +158,10 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
 
 
 def value_ratio(metric: str, samples: list[float], reference: list[float]) -> float:
-    """``metric`` of ``samples`` over that of ``reference``: step times for a timed metric (samples/s is the
-    inverse of the median step time), else the values themselves."""
-    info = BY_NAME[metric]
+    """``metric`` of step times ``samples`` over that of ``reference`` (samples/s is the inverse of the median
+    step time, latency the median itself)."""
     ratio = float(np.median(samples) / np.median(reference))
-    return 1 / ratio if info.timed and info.higher_is_better else ratio
+    return 1 / ratio if BY_NAME[metric].higher_is_better else ratio
 
 
 def _last_error(scratch: Path) -> str:

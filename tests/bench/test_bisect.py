@@ -77,7 +77,7 @@ def test_a_dirty_tree_is_refused(repo, capsys):
     (["--good", "v9.9", "--bad", "main"], "--good v9.9: no such revision"),
     (["--good", "HEAD~7", "--bad", "HEAD~5"], "is not significantly worse than --good"),
     (["--good", "HEAD~7", "--bad", "main", "--cell", "toy cpu"], "--cell 'toy cpu': give it as the tables print it"),
-    (["--good", "HEAD~7", "--bad", "main", "--metric", "speed"], "--metric speed: choose among"),
+    (["--good", "HEAD~7", "--bad", "main", "--metric", "peak_mem_bytes"], "--metric peak_mem_bytes: bisect judges"),
 ])
 def test_bad_input_is_one_line(repo, capsys, args, message):
     repo, _ = repo
