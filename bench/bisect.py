@@ -21,8 +21,10 @@ from one run would follow the machine's load, not the commit.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -133,8 +135,8 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
         (scratch / "state.json").write_text(json.dumps(state), encoding="utf-8")
         _git(tree, "bisect", "start", bad_hash, good_hash)
         env = {**os.environ, "PYTHONPATH": str(REFBENCH_ROOT)}
-        run = subprocess.run(["git", "-C", str(tree), "bisect", "run", sys.executable, "-m", "bench._bisect_step",
-                              str(scratch / "state.json")], capture_output=True, text=True, env=env)
+        run = _bisect_run(["git", "-C", str(tree), "bisect", "run", sys.executable, "-m", "bench._bisect_step",
+                           str(scratch / "state.json")], env)
         steps_log = scratch / "steps.log"
         for line in steps_log.read_text().splitlines() if steps_log.exists() else []:
             log(line)
@@ -155,6 +157,20 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
                             max(steps, 0), time.perf_counter() - started, history)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _bisect_run(command: list[str], env: dict) -> subprocess.CompletedProcess:
+    """``git bisect run`` in its own process group, killed whole (the measurement too) if bisect is interrupted."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        out, err = process.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 def value_ratio(metric: str, samples: list[float], reference: list[float]) -> float:
