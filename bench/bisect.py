@@ -134,9 +134,11 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
                                 f"({metric} ratio {base_ratio:.3f}, p {p_value:.2g}); nothing to bisect")
         (scratch / "state.json").write_text(json.dumps(state), encoding="utf-8")
         _git(tree, "bisect", "start", bad_hash, good_hash)
-        env = {**os.environ, "PYTHONPATH": str(REFBENCH_ROOT)}
-        run = _bisect_run(["git", "-C", str(tree), "bisect", "run", sys.executable, "-m", "bench._bisect_step",
-                           str(scratch / "state.json")], env)
+        env = dict(os.environ)
+        # The step is this refbench's, not the checkout's (``-m`` would import the checkout's own bench first).
+        step = (f"import sys; sys.path.insert(0, {str(REFBENCH_ROOT)!r}); from bench._bisect_step import main; "
+                f"sys.exit(main({str(scratch / 'state.json')!r}))")
+        run = _bisect_run(["git", "-C", str(tree), "bisect", "run", sys.executable, "-c", step], env)
         steps_log = scratch / "steps.log"
         for line in steps_log.read_text().splitlines() if steps_log.exists() else []:
             log(line)
