@@ -110,12 +110,7 @@ def load(paths: Sequence[str | os.PathLike]) -> analysis.Loaded:
         if not got:
             notes.append(f"{path} has no benchmarks")
     if lines:
-        try:
-            got, where, counts, skipped, notes_jsonl = analysis.read(lines)
-        except RefbenchError:
-            if not all_records:
-                raise
-            got, where, counts, skipped, notes_jsonl = [], [], dict.fromkeys(lines, 0), [], []
+        got, where, counts, skipped, notes_jsonl = analysis.read(lines)
         all_records += got
         sources += where
         files.update(counts)

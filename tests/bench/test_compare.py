@@ -186,3 +186,12 @@ def test_bad_options_are_one_line(tmp_path, capsys, argv, message):
     base = write(tmp_path / "base.jsonl", [timed()])
     assert main(["compare", base, base, *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_identical_reruns_are_never_regressions():
+    """Three runs of twenty cells drawn from one distribution at CV 2-5%: no pair compares as a regression."""
+    runs = [[timed(f"w{i}", ms=5.0 + i, cv=0.02 + 0.0015 * i, seed=100 * run + i) for i in range(20)]
+            for run in range(3)]
+    for a, b in [(0, 1), (0, 2), (1, 2), (1, 0)]:
+        found, result = classes(runs[a], runs[b])
+        assert set(found.values()) == {"unchanged"} and result.exit_code == 0
