@@ -209,7 +209,8 @@ def cmd_compare(args) -> int:
     from bench.compare import compare, render
     from bench.gates import parse_gates, parse_threshold
 
-    result = compare([args.base], [args.new], threshold=parse_threshold(args.threshold), fail_on=parse_gates(args.fail_on))
+    result = compare([args.base], [args.new], threshold=parse_threshold(args.threshold),
+                     fail_on=parse_gates(args.fail_on), judge_busy=args.judge_busy)
     for warning in result.warnings:
         print(f"refbench: warning: {warning}", file=sys.stderr)
     print(render(result, markdown=args.markdown))
@@ -221,7 +222,7 @@ def cmd_nightly(args) -> int:
     from bench.nightly import run_nightly
 
     options = {"threshold": parse_threshold(args.threshold), "fail_on": parse_gates(args.fail_on),
-               "window": args.window}
+               "window": args.window, "judge_busy": args.judge_busy}
     matrix = _matrix(args) if args.workloads and not args.no_run else None
 
     def on_record(r):
@@ -397,6 +398,8 @@ def _judging_options(p: argparse.ArgumentParser) -> None:
                                                      "significant on the raw samples)")
     p.add_argument("--fail-on", type=_csv, default=list(GATES), metavar=",".join(GATES),
                    help="what makes the exit status 1 (default: all)")
+    p.add_argument("--judge-busy", action="store_true",
+                   help="judge cells timed while other processes took the free cores (by default: unstable)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

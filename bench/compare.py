@@ -13,14 +13,19 @@ change is significant on the raw samples: a two-sided Mann-Whitney U test
 count where a file keeps no samples (pytest-benchmark without
 ``--benchmark-save-data``). A metric measured once per run (memory, compile
 time, kernel GB/s) has no samples: its ratio alone decides, and memory
-changes smaller than ``MEMORY_FLOOR_BYTES`` never count.
+changes smaller than ``MEMORY_FLOOR_BYTES`` never count (``RSS_FLOOR_BYTES`` for
+a CPU's resident-set growth, which the allocator's state moves by megabytes
+from one run to the next).
 
 A cell's class, first match wins: ``newly failing`` (it ran and now does
 not: its status, its correctness check, or a convergence target it reached
 and now misses), ``unstable`` (the spread of either side's step times is
 above ``max_cv``: reported, never flagged), ``regressed`` and ``improved``
 (a gated metric changed), ``unchanged``, and ``new`` / ``missing`` for cells
-on one side only. The spread is the robust CV of the raw samples
+on one side only. A cell is unstable too when either side's record says
+other processes took the cores it left free, or a hypervisor stole time,
+while it was timed (bench.noise: pyperf's rule, a busy machine's figures
+are not compared; ``judge_busy=True`` compares them anyway). The spread is the robust CV of the raw samples
 (1.4826 * MAD / median), so one step preempted on a busy machine does not
 make a steady cell unstable; the record's CV where it keeps no samples.
 """
@@ -42,6 +47,7 @@ from reference_models import RefbenchError
 
 
 MEMORY_FLOOR_BYTES = 1 << 20
+RSS_FLOOR_BYTES = 8 << 20
 CLASSES = ("newly failing", "regressed", "improved", "unstable", "new", "missing", "unchanged")
 FAILING = ("failed", "error", "timeout", "oom")
 # What differs between two machines, in the order a reader cares about.
@@ -77,7 +83,7 @@ class Verdict:
 
 
 def judge(metric: Metric, base: float, new: float, *, threshold: float, base_samples=None, new_samples=None,
-          base_stats=None, new_stats=None, alpha: float = ALPHA) -> Verdict:
+          base_stats=None, new_stats=None, alpha: float = ALPHA, memory_floor: float = MEMORY_FLOOR_BYTES) -> Verdict:
     """The change of one metric between two measurements (module docstring for the rule).
 
     ``*_samples`` are raw step times (any monotone measure of the metric:
@@ -95,7 +101,7 @@ def judge(metric: Metric, base: float, new: float, *, threshold: float, base_sam
         else:
             p_value = float(stats.ttest_ind_from_stats(*base_stats, *new_stats, equal_var=False).pvalue)
     significant = p_value is None or p_value < alpha
-    if metric.gate == "memory" and abs(new - base) < MEMORY_FLOOR_BYTES:
+    if metric.gate == "memory" and abs(new - base) < memory_floor:
         significant = False
     if significant and worse > 1 + threshold:
         return Verdict("regressed", ratio, p_value)
@@ -148,10 +154,11 @@ COLUMNS = ["class", "cell", "machine", "metric", "base", "new", "ratio", "p", "s
 
 def compare(base_paths: Sequence[str | os.PathLike], new_paths: Sequence[str | os.PathLike], *,
             threshold: float = DEFAULT_THRESHOLD, alpha: float = ALPHA, max_cv: float = analysis.UNSTABLE_CV,
-            fail_on: Sequence[str] = GATES) -> Comparison:
+            fail_on: Sequence[str] = GATES, judge_busy: bool = False) -> Comparison:
     """Compare the latest record of each cell in ``new_paths`` with ``base_paths`` (JSONL or pytest-benchmark)."""
     base, new = benchmark_json.load(base_paths), benchmark_json.load(new_paths)
-    result = compare_frames(base.frame, new.frame, threshold=threshold, alpha=alpha, max_cv=max_cv, fail_on=fail_on)
+    result = compare_frames(base.frame, new.frame, threshold=threshold, alpha=alpha, max_cv=max_cv, fail_on=fail_on,
+                            judge_busy=judge_busy)
     result.warnings = [*base.skipped, *new.skipped, *base.notes, *new.notes]
     if result.rows.empty and result.not_comparable:
         raise RefbenchError("nothing is comparable: " + "; ".join(result.not_comparable)
@@ -161,7 +168,7 @@ def compare(base_paths: Sequence[str | os.PathLike], new_paths: Sequence[str | o
 
 def compare_frames(base: pd.DataFrame, new: pd.DataFrame, *, threshold: float = DEFAULT_THRESHOLD,
                    alpha: float = ALPHA, max_cv: float = analysis.UNSTABLE_CV,
-                   fail_on: Sequence[str] = GATES) -> Comparison:
+                   fail_on: Sequence[str] = GATES, judge_busy: bool = False) -> Comparison:
     """``compare`` of two analysis frames (the latest record of each cell on each side is used)."""
     fail_on = parse_gates(fail_on)
     base, new = analysis.latest(base), analysis.latest(new)
@@ -180,7 +187,7 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, *, threshold: float = 
             status = row["status"]
             rows.append(_row("missing" if side == "_b" else "new", row, note=None if status == "ok" else status))
         else:
-            rows.append(_pair(pair, threshold, alpha, max_cv, fail_on))
+            rows.append(_pair(pair, threshold, alpha, max_cv, fail_on, judge_busy))
     order = {name: i for i, name in enumerate(CLASSES)}
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame = frame.sort_values(["class", "cell"], key=lambda s: s.map(order) if s.name == "class" else s,
@@ -192,7 +199,8 @@ def _side(pair: dict, suffix: str) -> dict:
     return {k.removesuffix(suffix): v for k, v in pair.items() if not k.endswith("_b" if suffix == "_n" else "_n")}
 
 
-def _pair(pair: dict, threshold: float, alpha: float, max_cv: float, fail_on: tuple[str, ...]) -> dict:
+def _pair(pair: dict, threshold: float, alpha: float, max_cv: float, fail_on: tuple[str, ...],
+          judge_busy: bool) -> dict:
     b, n = _side(pair, "_b"), _side(pair, "_n")
     if b["status"] == "ok" and n["status"] in FAILING:
         gate = "correctness"
@@ -213,17 +221,20 @@ def _pair(pair: dict, threshold: float, alpha: float, max_cv: float, fail_on: tu
                 metric, float(b[metric.name]), float(n[metric.name]), threshold=threshold, alpha=alpha,
                 base_samples=b.get("latency_ms.samples") if timed else None,
                 new_samples=n.get("latency_ms.samples") if timed else None,
-                base_stats=_stats(b) if timed else None, new_stats=_stats(n) if timed else None)
+                base_stats=_stats(b) if timed else None, new_stats=_stats(n) if timed else None,
+                memory_floor=memory_floor(b, n))
     if not verdicts:
         return _row("unchanged", n, note="no metric on both sides")
     worst_spread = max(spread(b), spread(n))
+    disturbed = "" if judge_busy else busy(b) or busy(n)
     headline = next(iter(verdicts))
     changed = [(name, v) for name, v in verdicts.items() if v.change != "unchanged"]
     gated = [(name, v) for name, v in changed if BY_NAME[name].gate in fail_on]
     note_changed = ", ".join(f"{short_name(name)} {v.change} {v.ratio:.3g}x" for name, v in changed)
-    if worst_spread > max_cv:
+    if worst_spread > max_cv or disturbed:
+        why = disturbed or f"spread {worst_spread:.0%} > {max_cv:.0%}"
         return _row("unstable", n, b, headline, verdicts[headline], worst_spread,
-                    note=f"spread {worst_spread:.0%} > {max_cv:.0%}" + (f"; {note_changed}" if note_changed else ""))
+                    note=why + (f"; {note_changed}" if note_changed else ""))
     regressed = [(name, v) for name, v in gated if v.change == "regressed"]
     if regressed:
         name, verdict = regressed[0]
@@ -233,6 +244,21 @@ def _pair(pair: dict, threshold: float, alpha: float, max_cv: float, fail_on: tu
         name, verdict = improved[0]
         return _row("improved", n, b, name, verdict, worst_spread, note=note_changed)
     return _row("unchanged", n, b, headline, verdicts[headline], worst_spread, note=note_changed or None)
+
+
+def busy(row: dict) -> str:
+    """Why the machine disturbed a record's timing (its noise check's busy or stolen reason), else ''."""
+    reasons = row.get("noise.reasons")
+    kinds = row.get("noise.kinds")
+    if not isinstance(kinds, list) or not isinstance(reasons, list):
+        return ""
+    named = [r for r, k in zip(reasons, kinds) if k in ("busy", "stolen")] if len(reasons) == len(kinds) else []
+    return f"machine busy: {named[0]}" if named else ("machine busy" if {"busy", "stolen"} & set(kinds) else "")
+
+
+def memory_floor(*rows: dict) -> float:
+    """The smallest memory change that counts between records: larger for a CPU's resident-set growth."""
+    return RSS_FLOOR_BYTES if any(r.get("memory_kind") == "rss_delta" for r in rows) else MEMORY_FLOOR_BYTES
 
 
 def _stats(row: dict) -> tuple[float, float, int] | None:

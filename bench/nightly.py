@@ -13,7 +13,9 @@ and ``DIR/index.html`` rewritten.
 Judging the latest night, per cell: ``newly failing`` when the previous
 night that measured it was ok and it now fails (status: correctness gate;
 a convergence target no longer reached: accuracy gate); ``unstable`` when
-the spread of its step times is above the bound (bench.compare.spread);
+the spread of its step times is above the bound (bench.compare.spread), or
+the machine was busy while it was timed (bench.compare.busy; with one or two
+earlier nights, the same of the previous night's record);
 else each metric against the look-back window, the ``window`` nights
 before: with three or more values, a regression is a ratio to the window's
 median beyond the threshold *and* a robust z-score (the log distance over
@@ -41,7 +43,7 @@ import pandas as pd
 
 from bench import analysis, benchmark_json, history
 from bench.changepoints import MIN_SEGMENT, change_points
-from bench.compare import FAILING, METRICS, Metric, judge, machine, short_name, spread
+from bench.compare import FAILING, METRICS, Metric, busy, judge, machine, memory_floor, short_name, spread
 from bench.gates import DEFAULT_THRESHOLD, GATES, parse_gates
 from bench.results import MATRIX_MODES
 from reference_models import RefbenchError
@@ -79,7 +81,8 @@ class MachineVerdict:
 
 
 def judge_machine(nights: Sequence[history.Night], *, threshold: float = DEFAULT_THRESHOLD, window: int = WINDOW,
-                  max_cv: float = analysis.UNSTABLE_CV, fail_on: Sequence[str] = GATES) -> MachineVerdict:
+                  max_cv: float = analysis.UNSTABLE_CV, fail_on: Sequence[str] = GATES,
+                  judge_busy: bool = False) -> MachineVerdict:
     """Judge one machine's nights, oldest first (module docstring)."""
     fail_on = parse_gates(fail_on)
     frames = [analysis.latest(n.frame) for n in nights]
@@ -92,7 +95,7 @@ def judge_machine(nights: Sequence[history.Night], *, threshold: float = DEFAULT
     verdict = MachineVerdict(nights[-1].env_key, list(nights), _series(by_cell), notes=notes)
     for s in verdict.series:
         verdict.changes[(s.cell, s.metric.name)] = change_points(s.values, threshold=threshold)
-    rows = [_judge_cell(row, by_cell, nights[-1].frame, threshold, window, max_cv, fail_on)
+    rows = [_judge_cell(row, by_cell, nights[-1].frame, threshold, window, max_cv, fail_on, judge_busy)
             for row in by_cell[-1].to_dict("records")]
     verdict.latest = pd.DataFrame([r for r in rows if r], columns=LATEST)
     verdict.open = _open(verdict, threshold)
@@ -113,7 +116,7 @@ def _series(by_cell: list[pd.DataFrame]) -> list[Series]:
 
 
 def _judge_cell(row: dict, by_cell: list[pd.DataFrame], night: pd.DataFrame, threshold: float, window: int,
-                max_cv: float, fail_on: tuple[str, ...]) -> dict | None:
+                max_cv: float, fail_on: tuple[str, ...], judge_busy: bool) -> dict | None:
     cell = row["cell"]
     records = int(night["cell"].eq(cell).sum())
     earlier = [f.loc[cell] for f in by_cell[:-1] if cell in f.index]
@@ -131,9 +134,12 @@ def _judge_cell(row: dict, by_cell: list[pd.DataFrame], night: pd.DataFrame, thr
         return out("failing" if row["status"] in FAILING else row["status"], note=row.get("reason"))
     if before.get("reached") is True and row.get("reached") is False:
         return out("newly failing", note="convergence target no longer reached", gate="accuracy")
-    if spread(row) > max_cv:
-        return out("unstable", note=f"spread {spread(row):.0%} > {max_cv:.0%}")
     ok = [r for r in earlier[-window:] if r["status"] == "ok"]
+    # Few nights: the previous night's samples decide, so its noise counts as much as tonight's.
+    judged = [row] + (ok[-1:] if len(ok) < 3 else [])
+    disturbed = "" if judge_busy else next((busy(r) for r in judged if busy(r)), "")
+    if disturbed or max(map(spread, judged)) > max_cv:
+        return out("unstable", note=disturbed or f"spread {max(map(spread, judged)):.0%} > {max_cv:.0%}")
     found = []
     for metric in METRICS:
         value = row.get(metric.name)
@@ -166,13 +172,16 @@ def _metric_verdict(metric: Metric, value: float, values: list[float], row: dict
         score = worse / scale
         ratio = math.exp(distance)
         beyond = abs(distance) > math.log1p(threshold) and abs(score) > Z_BOUND
+        if metric.gate == "memory":
+            beyond = beyond and abs(value - math.exp(centre)) >= memory_floor(row)
         kind = "unchanged" if not beyond else "regressed" if worse > 0 else "improved"
         return {"class": kind, "metric": metric, "value": value, "baseline": math.exp(centre), "ratio": ratio,
                 "score": score}
     base = float(previous[metric.name])
     verdict = judge(metric, base, value, threshold=threshold,
                     base_samples=previous.get("latency_ms.samples") if metric.timed else None,
-                    new_samples=row.get("latency_ms.samples") if metric.timed else None)
+                    new_samples=row.get("latency_ms.samples") if metric.timed else None,
+                    memory_floor=memory_floor(row, previous))
     return {"class": verdict.change, "metric": metric, "value": value, "baseline": base, "ratio": verdict.ratio,
             "score": verdict.p_value}
 

@@ -95,6 +95,7 @@ def test_memory_counts_beyond_the_threshold_and_its_floor():
     base = timed(peak_bytes=100 << 20, seed=1)
     assert classes([base], [timed(peak_bytes=130 << 20, seed=2)])[1].rows.loc[0, "note"] == "memory regressed 1.3x"
     assert classes([base], [timed(peak_bytes=130 << 20, seed=2)])[0]["mlp"] == "regressed"
+    assert classes([base], [timed(peak_bytes=106 << 20, seed=2)])[0]["mlp"] == "unchanged"   # CPU RSS: 8 MiB floor
     small = timed(peak_bytes=1 << 20, seed=1)
     assert classes([small], [timed(peak_bytes=(1 << 20) + 900_000, seed=2)])[0]["mlp"] == "unchanged"
     assert classes([base], [timed(peak_bytes=130 << 20, seed=2)], fail_on=("throughput",))[0]["mlp"] == "unchanged"
@@ -195,3 +196,13 @@ def test_identical_reruns_are_never_regressions():
     for a, b in [(0, 1), (0, 2), (1, 2), (1, 0)]:
         found, result = classes(runs[a], runs[b])
         assert set(found.values()) == {"unchanged"} and result.exit_code == 0
+
+
+def test_a_cell_timed_on_a_busy_machine_is_unstable_unless_asked():
+    noise = {"reasons": ["other processes kept 1.50 cores busy and the cell left 1 free"], "kinds": ["busy"]}
+    base = timed(seed=1)
+    new = timed(ms=13.0, seed=2, noise=noise)
+    found, result = classes([base], [new])
+    assert found["mlp"] == "unstable" and result.exit_code == 0
+    assert result.rows.loc[0, "note"].startswith("machine busy: other processes kept 1.50 cores busy")
+    assert classes([base], [new], judge_busy=True)[0]["mlp"] == "regressed"

@@ -109,7 +109,8 @@ def _paced_night(directory, paces, pace_file, monkeypatch):
     monkeypatch.setenv("REFBENCH_TEST_PACE_FILE", str(pace_file))
     matrix = Matrix(workloads=["test_paced"], backends=["cpu"], modes=["infer"], batch_sizes=[2],
                     settings=Settings(iters=10, max_warmup=3, imports=("tests.bench.paced_workload",)))
-    return nightly.run_nightly(directory, matrix=matrix, isolation="inline")
+    # the machine running the tests may be busy: judge its cells anyway (the busy rule has its own test)
+    return nightly.run_nightly(directory, matrix=matrix, isolation="inline", judge_busy=True)
 
 
 def test_a_flag_stays_only_when_the_rerun_agrees(tmp_path, monkeypatch):
@@ -176,3 +177,12 @@ def test_an_unreadable_night_is_noted_and_kept(tmp_path, capsys):
     assert f"{broken}: no records" in err and f"{other}:1: a record of schema 0" in err
     assert f"{partial}:2: not JSON" in err
     assert broken.read_text() == "{truncated\n" and other.exists()
+
+
+def test_a_busy_night_is_unstable_not_a_regression(tmp_path):
+    steady_history(tmp_path, nights=4)
+    slow = timed("mlp", ms=13.0, noise={"reasons": ["7% of the CPU time was stolen"], "kinds": ["stolen"]})
+    night(tmp_path, 4, [slow, timed("lenet5", ms=20)])
+    latest = nightly.judge_history(tmp_path)[0][0].latest.set_index("cell")
+    assert latest.loc["mlp | cpu | train | bs=16 | synthetic", "class"] == "unstable"
+    assert nightly.judge_history(tmp_path, judge_busy=True)[0][0].failing["class"].tolist() == ["regressed"]
