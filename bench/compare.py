@@ -22,7 +22,15 @@ not: its status, its correctness check, or a convergence target it reached
 and now misses), ``unstable`` (the spread of either side's step times is
 above ``max_cv``: reported, never flagged), ``regressed`` and ``improved``
 (a gated metric changed), ``unchanged``, and ``new`` / ``missing`` for cells
-on one side only. A cell is unstable too when either side's record says
+on one side only.
+
+One run's step times cannot see how much a whole run moves from one process
+to the next (on a shared machine, often more than the threshold). When each
+side holds ``MIN_RUNS`` or more ok records of a cell (runs appended to one
+file), the runs are compared instead, as pyperf compares processes: the
+ratio of the medians of the runs' values and Welch's t-test on their
+logarithms; the spread is then the spread between runs, and a busy machine
+is already in it. A cell is unstable too when either side's record says
 other processes took the cores it left free, or a hypervisor stole time,
 while it was timed (bench.noise: pyperf's rule, a busy machine's figures
 are not compared; ``judge_busy=True`` compares them anyway). The spread is the robust CV of the raw samples
@@ -48,6 +56,7 @@ from reference_models import RefbenchError
 
 MEMORY_FLOOR_BYTES = 1 << 20
 RSS_FLOOR_BYTES = 8 << 20
+MIN_RUNS = 3     # records of a cell on each side from which the runs themselves are compared
 CLASSES = ("newly failing", "regressed", "improved", "unstable", "new", "missing", "unchanged")
 FAILING = ("failed", "error", "timeout", "oom")
 # What differs between two machines, in the order a reader cares about.
@@ -171,8 +180,7 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, *, threshold: float = 
                    fail_on: Sequence[str] = GATES, judge_busy: bool = False) -> Comparison:
     """``compare`` of two analysis frames (the latest record of each cell on each side is used)."""
     fail_on = parse_gates(fail_on)
-    base, new = analysis.latest(base), analysis.latest(new)
-    base, new = base.assign(_machine=machine(base)), new.assign(_machine=machine(new))
+    base, new = _with_runs(base), _with_runs(new)
     known = set(base["_machine"])
     strangers = new[~new["_machine"].isin(known)]
     not_comparable = [_difference(base, group.iloc[0], len(group)) for _, group in strangers.groupby("_machine")]
@@ -195,6 +203,35 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, *, threshold: float = 
     return Comparison(frame, not_comparable, threshold, fail_on)
 
 
+def _with_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The latest record of each cell, with ``_machine`` and ``_runs``: every ok record of the cell on that side."""
+    frame = frame.assign(_machine=machine(frame))
+    ok = frame[frame["status"].eq("ok")]
+    runs = {key: group.to_dict("records") for key, group in ok.groupby(["_machine", *analysis.CELL_KEY], dropna=False)}
+    latest = analysis.latest(frame)
+    keys = latest[["_machine", *analysis.CELL_KEY]].itertuples(index=False, name=None)
+    return latest.assign(_runs=[runs.get(key, []) for key in keys])
+
+
+def judge_runs(metric: Metric, base: Sequence[float], new: Sequence[float], *, threshold: float,
+               alpha: float = ALPHA) -> Verdict:
+    """A metric's change between sides of ``MIN_RUNS`` runs or more each: the ratio of the runs' medians, and
+    Welch's t-test on their logarithms, so the spread between runs (which the samples of one run cannot see)
+    decides what is significant."""
+    ratio = float(np.median(new) / np.median(base))
+    p_value = float(stats.ttest_ind(np.log(base), np.log(new), equal_var=False).pvalue)
+    if not math.isfinite(p_value):   # identical runs on each side
+        p_value = 0.0 if ratio != 1 else 1.0
+    worse = 1 / ratio if metric.higher_is_better else ratio
+    change = ("regressed" if worse > 1 + threshold else "improved" if worse < 1 / (1 + threshold) else "unchanged")
+    return Verdict(change if p_value < alpha else "unchanged", ratio, p_value)
+
+
+def run_spread(runs: Sequence[float]) -> float:
+    """The spread between runs: the standard deviation of the logarithms of their values (about their CV)."""
+    return float(np.std(np.log(runs), ddof=1)) if len(runs) >= 2 else 0.0
+
+
 def _side(pair: dict, suffix: str) -> dict:
     return {k.removesuffix(suffix): v for k, v in pair.items() if not k.endswith("_b" if suffix == "_n" else "_n")}
 
@@ -214,8 +251,14 @@ def _pair(pair: dict, threshold: float, alpha: float, max_cv: float, fail_on: tu
     if b.get("reached") is True and n.get("reached") is False:
         return _row("newly failing", n, note="convergence target no longer reached", gates="accuracy" in fail_on)
     verdicts = {}
+    between = []
     for metric in METRICS:
-        if _number(b.get(metric.name)) and _number(n.get(metric.name)):
+        runs_b = [float(r[metric.name]) for r in b["_runs"] if _number(r.get(metric.name)) and r[metric.name] > 0]
+        runs_n = [float(r[metric.name]) for r in n["_runs"] if _number(r.get(metric.name)) and r[metric.name] > 0]
+        if metric.timed and min(len(runs_b), len(runs_n)) >= MIN_RUNS:
+            verdicts[metric.name] = judge_runs(metric, runs_b, runs_n, threshold=threshold, alpha=alpha)
+            between += [run_spread(runs_b), run_spread(runs_n)]
+        elif _number(b.get(metric.name)) and _number(n.get(metric.name)):
             timed = metric.timed
             verdicts[metric.name] = judge(
                 metric, float(b[metric.name]), float(n[metric.name]), threshold=threshold, alpha=alpha,
@@ -225,8 +268,8 @@ def _pair(pair: dict, threshold: float, alpha: float, max_cv: float, fail_on: tu
                 memory_floor=memory_floor(b, n))
     if not verdicts:
         return _row("unchanged", n, note="no metric on both sides")
-    worst_spread = max(spread(b), spread(n))
-    disturbed = "" if judge_busy else busy(b) or busy(n)
+    worst_spread = max(between) if between else max(spread(b), spread(n))
+    disturbed = "" if judge_busy or between else busy(b) or busy(n)
     headline = next(iter(verdicts))
     changed = [(name, v) for name, v in verdicts.items() if v.change != "unchanged"]
     gated = [(name, v) for name, v in changed if BY_NAME[name].gate in fail_on]

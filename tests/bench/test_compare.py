@@ -206,3 +206,16 @@ def test_a_cell_timed_on_a_busy_machine_is_unstable_unless_asked():
     assert found["mlp"] == "unstable" and result.exit_code == 0
     assert result.rows.loc[0, "note"].startswith("machine busy: other processes kept 1.50 cores busy")
     assert classes([base], [new], judge_busy=True)[0]["mlp"] == "regressed"
+
+
+def test_with_several_runs_a_side_the_runs_are_compared():
+    """Each run is steady (CV 1%) but the runs move by 10% from one process to the next: one run against one
+    looks significant, five against five does not; a real 30% slowdown of every run still is."""
+    levels = [10.0, 11.0, 9.5, 10.4, 9.8]
+    base = [timed(ms=ms, cv=0.01, seed=i) for i, ms in enumerate(levels)]
+    new = [timed(ms=ms * 1.08, cv=0.01, seed=10 + i) for i, ms in enumerate(reversed(levels))]
+    assert classes(base[-1:], new[-1:])[0]["mlp"] == "regressed"       # one run each: drift looks like a change
+    found, result = classes(base, new)
+    assert found["mlp"] == "unchanged" and result.rows.loc[0, "p"] > 0.01
+    slower = [timed(ms=ms * 1.3, cv=0.01, seed=20 + i) for i, ms in enumerate(levels)]
+    assert classes(base, slower)[0]["mlp"] == "regressed"
