@@ -54,9 +54,8 @@ def build(directory: Path, machines: list, notes: list[str]) -> Document:
         sections.append(Section(f"Latest night on {m.env_key}", [_latest_table(m)], level=3))
         for metric in dict.fromkeys(s.metric.name for s in m.series):
             series = [s for s in m.series if s.metric.name == metric]
-            sections.append(Section(f"Trends of {short_name(metric)} on {m.env_key}",
-                                    [Figure(_trends(m, series), f"{short_name(metric)} per night, change points marked")],
-                                    level=3))
+            figure = Figure(_trends(m, series), f"{short_name(metric)} per night, change points marked")
+            sections.append(Section(f"Trends of {short_name(metric)} on {m.env_key}", [figure], level=3))
     return Document("refbench nightly", header, glance, sections)
 
 
@@ -74,11 +73,13 @@ def _latest_table(m) -> Table | str:
         return f"All {len(m.latest)} cells unchanged."
     fmt = lambda v, spec: "-" if v is None or pd.isna(v) else format(v, spec)  # noqa: E731
     frame = pd.DataFrame({
-        "class": rows["class"], "cell": rows["cell"], "metric": rows["metric"].map(lambda n: short_name(n) if n else "-"),
+        "class": rows["class"], "cell": rows["cell"],
+        "metric": rows["metric"].map(lambda n: short_name(n) if isinstance(n, str) else "-"),
         "value": [fmt(v, ".4g") for v in rows["value"]], "window median": [fmt(v, ".4g") for v in rows["baseline"]],
         "ratio": [fmt(v, ".3f") for v in rows["ratio"]], "z or p": [fmt(v, ".3g") for v in rows["score"]],
         "gates": ["yes" if g else "" for g in rows["gates"]],
-        "measured": [f"{n}x" + (" (rerun agrees)" if n > 1 and g else "") for n, g in zip(rows["records"], rows["gates"])],
+        "measured": [f"{n}x" + (" (rerun agrees)" if n > 1 and g else "")
+                     for n, g in zip(rows["records"], rows["gates"])],
         "note": rows["note"].fillna("")})
     marks = pd.DataFrame("", index=frame.index, columns=frame.columns)
     marks.loc[rows["gates"].to_numpy(), "class"] = "bad"

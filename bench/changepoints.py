@@ -48,11 +48,12 @@ def change_points(values: Sequence[float], *, threshold: float) -> list[Change]:
     starts = list(bounds[:-1])
     while True:
         changes = [_test(x, starts, i, threshold) for i in range(len(starts))]
-        failing = [(c.p_value if c.p_value >= ALPHA else 1.0 - abs(math.log(c.ratio)), i)
-                   for i, c in enumerate(changes) if c.p_value >= ALPHA or abs(math.log(c.ratio)) <= math.log1p(threshold)]
-        if not failing:
+        weak = [i for i, c in enumerate(changes)
+                if c.p_value >= ALPHA or abs(math.log(c.ratio)) <= math.log1p(threshold)]
+        if not weak:
             return changes
-        starts.pop(max(failing)[1])
+        # the weakest goes first: the least significant, then the smallest
+        starts.pop(max(weak, key=lambda i: (changes[i].p_value, -abs(math.log(changes[i].ratio)))))
 
 
 def _test(x: np.ndarray, starts: list[int], i: int, threshold: float) -> Change:

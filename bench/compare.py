@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -68,14 +69,14 @@ class Metric:
     name: str                  # the frame's column
     gate: str                  # which --fail-on family it belongs to
     higher_is_better: bool
-    timed: bool                # the raw step times (latency_ms.samples) measure it
+    timed: bool                # the raw step times (latency_ms.samples), where a record has them, measure it
 
 
 METRICS = (
     Metric("samples_per_s", "throughput", True, True),
     Metric("ops_per_s", "throughput", True, True),
-    Metric("gbps", "throughput", True, False),
-    Metric("tflops", "throughput", True, False),
+    Metric("gbps", "throughput", True, True),      # from the step time where a record has step times
+    Metric("tflops", "throughput", True, True),
     Metric("latency_ms.median", "latency", False, True),
     Metric("time_ms", "latency", False, False),
     Metric("compile_s", "latency", False, False),
@@ -214,16 +215,23 @@ def _with_runs(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def judge_runs(metric: Metric, base: Sequence[float], new: Sequence[float], *, threshold: float,
-               alpha: float = ALPHA) -> Verdict:
+               alpha: float = ALPHA, memory_floor: float = MEMORY_FLOOR_BYTES) -> Verdict:
     """A metric's change between sides of ``MIN_RUNS`` runs or more each: the ratio of the runs' medians, and
     Welch's t-test on their logarithms, so the spread between runs (which the samples of one run cannot see)
     decides what is significant."""
     ratio = float(np.median(new) / np.median(base))
-    p_value = float(stats.ttest_ind(np.log(base), np.log(new), equal_var=False).pvalue)
-    if not math.isfinite(p_value):   # identical runs on each side
+    logs_b, logs_n = np.log(base), np.log(new)
+    if np.ptp(logs_b) == 0 and np.ptp(logs_n) == 0:     # every run alike on each side (memory, often)
         p_value = 0.0 if ratio != 1 else 1.0
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # nearly alike: the test says so by its p-value
+            p_value = float(stats.ttest_ind(logs_b, logs_n, equal_var=False).pvalue)
+        p_value = p_value if math.isfinite(p_value) else 1.0
     worse = 1 / ratio if metric.higher_is_better else ratio
     change = ("regressed" if worse > 1 + threshold else "improved" if worse < 1 / (1 + threshold) else "unchanged")
+    if metric.gate == "memory" and abs(float(np.median(new) - np.median(base))) < memory_floor:
+        change = "unchanged"
     return Verdict(change if p_value < alpha else "unchanged", ratio, p_value)
 
 
@@ -255,9 +263,10 @@ def _pair(pair: dict, threshold: float, alpha: float, max_cv: float, fail_on: tu
     for metric in METRICS:
         runs_b = [float(r[metric.name]) for r in b["_runs"] if _number(r.get(metric.name)) and r[metric.name] > 0]
         runs_n = [float(r[metric.name]) for r in n["_runs"] if _number(r.get(metric.name)) and r[metric.name] > 0]
-        if metric.timed and min(len(runs_b), len(runs_n)) >= MIN_RUNS:
-            verdicts[metric.name] = judge_runs(metric, runs_b, runs_n, threshold=threshold, alpha=alpha)
-            between += [run_spread(runs_b), run_spread(runs_n)]
+        if min(len(runs_b), len(runs_n)) >= MIN_RUNS:
+            verdicts[metric.name] = judge_runs(metric, runs_b, runs_n, threshold=threshold, alpha=alpha,
+                                               memory_floor=memory_floor(b, n))
+            between += [run_spread(runs_b), run_spread(runs_n)] if metric.timed else []
         elif _number(b.get(metric.name)) and _number(n.get(metric.name)):
             timed = metric.timed
             verdicts[metric.name] = judge(

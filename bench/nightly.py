@@ -108,7 +108,7 @@ def _series(by_cell: list[pd.DataFrame]) -> list[Series]:
         for row in frame[frame["status"].eq("ok")].to_dict("records"):
             for metric in METRICS:
                 value = row.get(metric.name)
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+                if _positive(value):
                     s = found.setdefault((row["cell"], metric.name), Series(row["cell"], metric, [], []))
                     s.nights.append(i)
                     s.values.append(float(value))
