@@ -119,8 +119,7 @@ def bench_gpu(session: nox.Session) -> None:
                 out.removesuffix(".jsonl") + "-validate.json", external=True, success_codes=[0, 1])
 
 
-MICROBENCH = ["tests/benchmarks", "-q", "-p", "no:cacheprovider", "--benchmark-enable", "--benchmark-save-data",
-              "--benchmark-max-time", "0.5"]
+MICROBENCH = ["tests/benchmarks", "-q", "-p", "no:cacheprovider", "--benchmark-save-data", "--benchmark-max-time", "0.5"]
 
 
 @nox.session(python="3.11")
