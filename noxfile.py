@@ -1,4 +1,4 @@
-"""nox sessions: tests (CI), bench (CPU matrix), bench-gpu (GPU matrix, system torch), kernels.
+"""nox sessions: tests (CI), bench (CPU matrix), bench-gpu (GPU matrix, system torch), kernels, microbench, nightly.
 
 The CPU sessions build a virtual environment with pinned torch wheels; the
 GPU sessions reuse the machine's own Python and torch (``venv_backend="none"``)
@@ -117,6 +117,44 @@ def bench_gpu(session: nox.Session) -> None:
     session.run(python, "-m", "bench", "report", out, "-o", os.path.dirname(out), external=True)
     session.run(python, "-m", "bench", "validate", "--device", "cuda", "--out",
                 out.removesuffix(".jsonl") + "-validate.json", external=True, success_codes=[0, 1])
+
+
+MICROBENCH = ["tests/benchmarks", "-q", "-p", "no:cacheprovider", "--benchmark-save-data", "--benchmark-max-time", "0.5"]
+
+
+@nox.session(python="3.11")
+def microbench(session: nox.Session) -> None:
+    """The pytest-benchmark suite (kernels and train steps; GPU when present) into results/microbench.json."""
+    _install(session, "test")
+    out = os.environ.get("REFBENCH_OUT", "results/microbench.json")
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    session.run("python", "-m", "pytest", *MICROBENCH, f"--benchmark-json={out}", *session.posargs,
+                env={"TRITON_INTERPRET": "1"})
+
+
+# The nightly CPU matrix: eight small workloads in train and infer at batch 16, 20 timed steps each, one thread:
+# about 30 s of cells on 2 busy cores, with room under 5 minutes for the reruns of flagged cells and the
+# pytest-benchmark suite. REFBENCH_HISTORY=DIR keeps the history elsewhere (a committed folder, as asv's results);
+# extra arguments go to `refbench nightly` (e.g. `-- --fail-on throughput,correctness`).
+NIGHTLY_MATRIX = ["--workloads", "mlp,lenet5,cnn_small,rnn_rows,lstm_rows,gru_rows,transformer_seq2seq,attention_dot",
+                  "--modes", "train,infer", "--batch-sizes", "16", "--iters", "20", "--max-warmup", "20",
+                  "--max-warmup-s", "2", "--timeout", "120", "--threads", "1", "--time-budget", "200"]
+
+
+@nox.session(python="3.11")
+def nightly(session: nox.Session) -> None:
+    """Tonight's CPU matrix and microbenchmarks into the history, judged against earlier nights; exit 1 on a
+    regression; the page is DIR/index.html (under 5 minutes on 2 cores)."""
+    _install(session, "test")
+    history = os.environ.get("REFBENCH_HISTORY", "results/nightly")
+    bench_json = os.path.join(history, f".microbench-{os.getpid()}.json")
+    os.makedirs(history, exist_ok=True)
+    session.run("python", "-m", "pytest", *MICROBENCH, f"--benchmark-json={bench_json}", env={"TRITON_INTERPRET": "1"})
+    try:
+        session.run("python", "-m", "bench", "nightly", "--history", history, *NIGHTLY_MATRIX,
+                    "--benchmark-json", bench_json, *session.posargs)
+    finally:
+        Path(bench_json).unlink(missing_ok=True)
 
 
 @nox.session(venv_backend="none")

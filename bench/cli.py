@@ -14,6 +14,7 @@ import signal
 import sys
 from typing import Sequence
 
+from bench.gates import GATES
 from bench.settings import (Settings, non_negative_int, positive_float, positive_int, threads_option,
                             variant_option)
 
@@ -107,17 +108,24 @@ def cmd_data(args) -> int:
     return 2 if any(row["status"] == "bad" for row in rows) else 0
 
 
-def cmd_run(args) -> int:
+def _matrix(args):
+    """The validated Matrix of ``run``'s matrix options (also ``nightly``'s)."""
     from bench.matrix import Matrix
-    from bench.runner import parse_shard, run_matrix
-    from bench.noise import busy_warning
-    from bench.progress import Progress
-    from bench.tables import print_table, record_row
 
     variants = _merged_variants(args.variants)
     matrix = Matrix(workloads=args.workloads, backends=args.backends, modes=args.modes,
                     batch_sizes=args.batch_sizes, variants=variants, settings=Settings.from_args(args))
     matrix.validate()
+    return matrix
+
+
+def cmd_run(args) -> int:
+    from bench.runner import parse_shard, run_matrix
+    from bench.noise import busy_warning
+    from bench.progress import Progress
+    from bench.tables import print_table, record_row
+
+    matrix = _matrix(args)
     shard = parse_shard(args.shard) if args.shard else None
     out = _writable(args.out)
     if args.report:
@@ -316,6 +324,52 @@ def cmd_ddp(args) -> int:
     return 0 if all(r["status"] in ("ok", "skipped") for r in records) else 1
 
 
+def cmd_compare(args) -> int:
+    from bench.compare import compare, render
+    from bench.gates import parse_gates, parse_threshold
+
+    result = compare([args.base], [args.new], threshold=parse_threshold(args.threshold),
+                     fail_on=parse_gates(args.fail_on), judge_busy=args.judge_busy)
+    for warning in result.warnings:
+        print(f"refbench: warning: {warning}", file=sys.stderr)
+    print(render(result, markdown=args.markdown))
+    return result.exit_code
+
+
+def cmd_nightly(args) -> int:
+    from bench.gates import parse_gates, parse_threshold
+    from bench.nightly import run_nightly
+
+    options = {"threshold": parse_threshold(args.threshold), "fail_on": parse_gates(args.fail_on),
+               "window": args.window, "judge_busy": args.judge_busy}
+    matrix = _matrix(args) if args.workloads and not args.no_run else None
+
+    def on_record(r):
+        print(f"{r['workload']} {r['backend']} {r['mode']} bs={r['batch_size']}: {r['status']}", file=sys.stderr)
+
+    result = run_nightly(args.history, matrix=matrix, benchmark_files=args.benchmark_json, run=not args.no_run,
+                         isolation=args.isolation, time_budget_s=args.time_budget, on_record=on_record, **options)
+    for note in result.notes:
+        print(f"refbench: warning: {note}", file=sys.stderr)
+    from bench.nightly import summary_lines
+
+    print("\n".join(summary_lines(result)))
+    return result.exit_code
+
+
+def cmd_bisect(args) -> int:
+    from bench.bisect import bisect
+    from bench.gates import parse_threshold
+
+    result = bisect(good=args.good, bad=args.bad, cell=args.cell, metric=args.metric, repo=args.repo,
+                    measure=args.measure, iters=args.iters, threads=args.threads, max_repeats=args.max_repeats,
+                    threshold=parse_threshold(args.threshold), log=lambda line: print(line, file=sys.stderr))
+    print(f"first bad commit: {result.first_bad[:12]} {result.subject}")
+    print(f"{args.metric}: {result.ratio:.3f}x of --good there (--bad: {result.good_ratio:.3f}x); "
+          f"{result.steps} commits measured in {result.wall_s:.0f} s")
+    return 0
+
+
 def _terminate(signum, frame):
     """SIGTERM ends a run as Ctrl-C does: the current cell's processes are killed, written records kept."""
     raise KeyboardInterrupt
@@ -351,15 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("run", help="measure throughput, latency, memory and correctness of a matrix of cells")
-    p.add_argument("--workloads", type=_csv, required=True, help="names or shell patterns ('lenet*'), or all")
-    p.add_argument("--backends", type=_csv, default=["cpu"], help="e.g. cpu,cpu+compile,cuda+amp-bf16")
-    p.add_argument("--modes", type=_csv, default=["train", "infer"])
-    p.add_argument("--batch-sizes", type=_int_csv, default=[128])
-    p.add_argument("--variant", dest="variants", type=variant_option, action="append", default=[],
-                   metavar="WORKLOAD:OPTION=VALUE", help="a workload's variant, e.g. lenet5:activation=tanh; repeatable")
-    Settings.add_arguments(p)
-    p.add_argument("--time-budget", type=positive_float, default=None,
-                   help="seconds for the whole run; cells not started by then are recorded as not_run")
+    _matrix_options(p, required=True)
     p.add_argument("--resume", action="store_true", help="skip cells already finished in --out")
     p.add_argument("--retry", type=_csv, default=[], metavar="STATUS,...",
                    help="with --resume, measure cells with these statuses again too (e.g. oom,failed); "
@@ -475,7 +521,64 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import MODULE first, in every rank too (it may register workloads); repeatable")
     p.add_argument("--out", default="results/ddp.jsonl", help="JSONL file the records are appended to")
     p.set_defaults(func=cmd_ddp)
+
+    p = sub.add_parser("compare", help="compare two result sets; exit 1 on a regression or a newly failing cell")
+    p.add_argument("base", help="JSONL results (or a pytest --benchmark-json file) to compare against")
+    p.add_argument("new", help="JSONL results (or a pytest --benchmark-json file) to judge")
+    _judging_options(p)
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table fit for a CI comment")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("nightly", help="measure a night into a history, judge it against earlier nights, "
+                                       "write DIR/index.html; exit 1 on a regression")
+    p.add_argument("--history", required=True, metavar="DIR", help="the history: DIR/<env_key>/<date>-<commit>.jsonl")
+    _matrix_options(p, required=False)
+    p.add_argument("--benchmark-json", action="append", default=[], metavar="FILE",
+                   help="a pytest --benchmark-json file to add to the night; repeatable")
+    p.add_argument("--no-run", action="store_true", help="measure nothing: judge the history and write the page")
+    p.add_argument("--window", type=positive_int, default=7, help="earlier nights the latest is judged against")
+    p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"])
+    _judging_options(p)
+    p.set_defaults(func=cmd_nightly)
+
+    p = sub.add_parser("bisect", help="find the commit that made a cell slower (git bisect run in a clone)")
+    p.add_argument("--good", required=True, metavar="REV", help="a commit where the cell was fast")
+    p.add_argument("--bad", required=True, metavar="REV", help="a later commit where it is slow")
+    p.add_argument("--cell", required=True, metavar="KEY", help="the cell as the tables print it, "
+                                                                "e.g. 'mlp | cpu | train | bs=16'")
+    p.add_argument("--metric", default="samples_per_s", help="samples_per_s (default), latency_ms.median, ...")
+    p.add_argument("--repo", default=".", help="the git repository (default: the current directory's)")
+    p.add_argument("--measure", default=None, metavar="CMD",
+                   help="measure with CMD run in each checkout: it writes the cell's record to $REFBENCH_BISECT_OUT "
+                        "(default: that commit's `python -m bench run` of the cell)")
+    p.add_argument("--iters", type=positive_int, default=20, help="timed steps per measurement")
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--max-repeats", type=positive_int, default=4,
+                   help="measurements of a commit, pooled, before it is skipped as undecided")
+    p.add_argument("--threshold", default="5%", help="smallest BAD/GOOD change worth bisecting")
+    p.set_defaults(func=cmd_bisect)
     return parser
+
+
+def _matrix_options(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument("--workloads", type=_csv, required=required, help="names or shell patterns ('lenet*'), or all")
+    p.add_argument("--backends", type=_csv, default=["cpu"], help="e.g. cpu,cpu+compile,cuda+amp-bf16")
+    p.add_argument("--modes", type=_csv, default=["train", "infer"])
+    p.add_argument("--batch-sizes", type=_int_csv, default=[128])
+    p.add_argument("--variant", dest="variants", type=variant_option, action="append", default=[],
+                   metavar="WORKLOAD:OPTION=VALUE", help="a workload's variant, e.g. lenet5:activation=tanh; repeatable")
+    Settings.add_arguments(p)
+    p.add_argument("--time-budget", type=positive_float, default=None,
+                   help="seconds for the whole run; cells not started by then are recorded as not_run")
+
+
+def _judging_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold", default="5%", help="smallest change that counts, e.g. 5%% (and it must be "
+                                                     "significant on the raw samples)")
+    p.add_argument("--fail-on", type=_csv, default=list(GATES), metavar=",".join(GATES),
+                   help="what makes the exit status 1 (default: all)")
+    p.add_argument("--judge-busy", action="store_true",
+                   help="judge cells timed while other processes took the free cores (by default: unstable)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
