@@ -62,6 +62,7 @@ def test_as_written_trains(name):
     checks.assert_as_written_trains(get_workload(name))
 
 
+@pytest.mark.slow  # over a minute of training on 2 CPU cores; CI's convergence suite keeps to 5 minutes
 @pytest.mark.convergence
 @pytest.mark.parametrize("name", NAMES)
 def test_quick_target_on_fashion_mnist(name, real_data):

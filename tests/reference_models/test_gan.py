@@ -185,12 +185,14 @@ def assert_distance_falls(name, real_data):
     assert result.curve[-1].metrics["fid_fmnist"] > result.curve[-1].metrics["fid_fmnist_floor"]
 
 
+@pytest.mark.slow  # over a minute of training on 2 CPU cores; CI's convergence suite keeps to 5 minutes
 @pytest.mark.convergence
 def test_dcgan_distance_falls_within_a_few_hundred_cpu_steps(real_data):
     """Below 30% of the untrained generator's FID-FMNIST (about 200 steps)."""
     assert_distance_falls("dcgan", real_data)
 
 
+@pytest.mark.slow  # over a minute of training on 2 CPU cores; CI's convergence suite keeps to 5 minutes
 @pytest.mark.convergence
 def test_wgan_gp_distance_falls_within_a_few_hundred_cpu_steps(real_data):
     """Below 60% of the untrained generator's FID-FMNIST (about 200 critic steps, 25 s on 2 idle cores)."""

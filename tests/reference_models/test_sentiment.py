@@ -37,6 +37,7 @@ def test_evaluate_on_the_real_split(real_data):
     assert 0.2 < accuracy < 0.8   # untrained: near chance on balanced labels
 
 
+@pytest.mark.slow  # over a minute of training on 2 CPU cores; CI's convergence suite keeps to 5 minutes
 @pytest.mark.convergence
 def test_quick_target_on_the_deduplicated_split(real_data):
     from bench.convergence import converge

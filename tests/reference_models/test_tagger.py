@@ -110,6 +110,7 @@ def test_real_split_feeds_the_model(real_data):
     assert loss.item() == pytest.approx(torch.log(torch.tensor(44.0)).item(), rel=0.2)
 
 
+@pytest.mark.slow  # over a minute of training on 2 CPU cores; CI's convergence suite keeps to 5 minutes
 @pytest.mark.convergence
 def test_bilstm_quick_target(real_data):
     """BiLSTM >= 93% token accuracy within 90 s (65.6 s measured on one busy CPU thread), baseline beside it."""
@@ -120,6 +121,7 @@ def test_bilstm_quick_target(real_data):
     assert result.curve[-1].metrics["baseline_accuracy"] == pytest.approx(0.916, abs=0.002)
 
 
+@pytest.mark.slow  # over a minute of training on 2 CPU cores; CI's convergence suite keeps to 5 minutes
 @pytest.mark.convergence
 def test_transformer_quick_target(real_data):
     """The BERT-style Transformer >= 85% within 150 s (about 40 s of training on 2 idle cores)."""

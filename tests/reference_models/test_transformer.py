@@ -90,6 +90,7 @@ def test_overfits_a_tiny_batch(attention):
     assert torch.equal(model.generate(b["src"], 11), b["tgt"][:, 1:])
 
 
+@pytest.mark.slow  # over a minute of training on 2 CPU cores; CI's convergence suite keeps to 5 minutes
 @pytest.mark.convergence
 def test_quick_target_on_held_out_reversals():
     """>= 95% exact reversals within the quick target's budget (about 21 s of training on 2 idle cores)."""
