@@ -106,15 +106,13 @@ def test_a_data_dir_with_only_fashion_mnist_stands_in_from_there(place):
     assert split.dataset == STAND_IN and split.origin == f"data directory {root}"
 
 
-def test_a_converge_record_names_the_stand_in(place, tmp_path):
-    from bench.convergence import converge_all
-    from bench.results import read_results
+def test_a_converge_record_names_the_stand_in(place):
+    from bench.convergence import converge
+    from reference_models import Recipe
 
     write_set(place / "data" / "FashionMNIST" / "raw")
-    out = tmp_path / "converge.jsonl"
-    (result,) = converge_all(["mlp"], "quick", data_dir=place / "data", out=str(out), log=lambda line: None)
-    (record,) = read_results(out)
-    assert result.dataset == record["dataset"] == STAND_IN
+    run = converge("mlp", "quick", recipe=Recipe(batch_size=4), max_steps=2, data_dir=place / "data")
+    assert run.dataset == STAND_IN and run.status == "ok"
 
 
 def test_a_bad_mnist_is_an_error_not_a_reason_to_stand_in(place):
