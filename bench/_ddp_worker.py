@@ -16,8 +16,9 @@ MASTER_ADDR, MASTER_PORT). Each rank
    exactly the samples one process would;
 4. trains ``check_steps`` steps from the same seed, dropout off, keeping what
    they did to every parameter and a digest of each rank's parameters;
-5. times ``warmup`` then ``iters`` steps, the same count on every rank (each
-   step holds collectives that every rank must join), peak memory around them;
+5. times ``warmup`` then ``iters`` blocks of steps, the same count on every
+   rank (each step holds collectives that every rank must join, so the ranks
+   take the largest of their block sizes), peak memory around them;
 6. profiles ``profile_steps`` more steps with torch.profiler for the share of
    the step spent in all-reduce;
 7. on rank 0, last (its extra model must not count in its memory): trains the
@@ -108,13 +109,21 @@ def _measure_rank(spec: dict[str, Any], backend: backends.Backend, rank: int, wo
         dist.all_gather_object(digests, _digest(step.model.module))
     with probe.window("") as memory:
         timing = measure(step, step.device, iters=spec["iters"], min_warmup=spec["warmup"],
-                         max_warmup=spec["warmup"], max_warmup_s=math.inf)
+                         max_warmup=spec["warmup"], max_warmup_s=math.inf,
+                         agree_block=lambda block: _largest_block(block, step.device))
     figures["step_ms"] = timing.measurement.samples_ms
     figures["memory"] = memory
     figures.update(_allreduce_share(step, spec["profile_steps"]))
     if spec["check"] and rank == 0:   # last, so that the single-process model costs no rank's figures anything
         figures["correctness"] = _verdict(step, spec, global_batch, updates, digests)
     return figures
+
+
+def _largest_block(block: int, device: torch.device) -> int:
+    """The largest of the ranks' block sizes; every rank then times the same number of steps."""
+    agreed = torch.tensor([block], device=device)
+    dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+    return int(agreed.item())
 
 
 def _wrap(model: nn.Module, spec: dict[str, Any], backend: backends.Backend) -> DistributedDataParallel:

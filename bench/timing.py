@@ -101,11 +101,14 @@ class TimingResult:
 
 def measure(step: Callable[[], object], device, *, iters: int = 20, min_warmup: int = 3,
             max_warmup: int = 50, window: int = 5, steady_cv: float = 0.05,
-            max_warmup_s: float = 30.0) -> TimingResult:
+            max_warmup_s: float = 30.0, agree_block: Callable[[int], int] | None = None) -> TimingResult:
     """Warm up until steady (the last ``window`` steps within ``steady_cv``, or a cap), then time ``iters`` steps.
 
     The caller runs and times the first step itself (``StepTimer``): it
-    includes compilation, autotuning and lazy initialisation.
+    includes compilation, autotuning and lazy initialisation. Processes that
+    step together (data-parallel ranks, whose every step is a collective)
+    pass ``agree_block`` to settle on one block size, else a rank that
+    measured faster steps runs more of them and the others wait forever.
     """
     timer = StepTimer(device)
     warm: list[float] = []
@@ -118,5 +121,7 @@ def measure(step: Callable[[], object], device, *, iters: int = 20, min_warmup: 
             break
     warmup_s = time.perf_counter() - started
     block = block_size(statistics.median(warm[-window:] or [timer(step)]))
+    if agree_block is not None:
+        block = agree_block(block)
     samples = Measurement([timer(step, block) for _ in range(iters)], block)
     return TimingResult(samples, len(warm), warmup_s, steady, timer.output)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import bench.timing
 from reference_models import Recipe, register_model
 from tests.bench.faulty_workloads import TinyWorkload
 
@@ -51,6 +52,18 @@ class ExitOnRank0(TinyWorkload):
         if os.environ.get("RANK") == "0":
             os._exit(3)
         time.sleep(3600)
+
+
+@register_model
+class UnevenBlocks(TinyWorkload):
+    """The ranks judge their step times differently (as on a busy machine, around the block threshold):
+    rank 0 would time its steps in blocks of 5, rank 1 one by one."""
+
+    name = "test_ddp_uneven"
+
+    def build(self) -> nn.Module:
+        bench.timing.block_size = lambda step_ms: 1 if _on_rank_1() else 5   # this launch's ranks only
+        return super().build()
 
 
 @register_model

@@ -182,6 +182,15 @@ def test_the_comparison_catches_unsynchronised_gradients_and_knows_when_it_canno
 
 
 @needs_two_cores
+def test_ranks_that_judge_their_steps_differently_still_time_the_same_steps():
+    """With its own block size each rank would time a different number of steps, and the one that ran
+    fewer would leave the other waiting in an all-reduce until the watchdog."""
+    (_, two) = run_ddp(["test_ddp_uneven"], DDPConfig(**{**QUICK, "timeout_s": 40.0, "check": False}))
+    assert two["status"] == "ok", two["error"]
+    assert [r["rank"] for r in two["metrics"]["rank_step_ms"]] == [0, 1]
+
+
+@needs_two_cores
 def test_a_rank_that_raises_ends_the_launch_with_its_error_and_leaves_nothing(capsys, tmp_path):
     out = tmp_path / "r.jsonl"
     started = time.monotonic()

@@ -32,3 +32,15 @@ def test_a_sub_millisecond_step_is_measured_per_step_from_blocks():
     assert m.block > 1 and len(m.samples_ms) == 5
     assert len(calls) == result.warmup_steps + 5 * m.block
     assert 0.04 < m.median < 1.0   # per step, not per block
+
+
+def test_processes_that_step_together_time_the_block_they_agree_on():
+    calls, proposed = [], []
+
+    def agree(block):
+        proposed.append(block)
+        return 7
+
+    result = measure(lambda: calls.append(1), "cpu", iters=3, min_warmup=1, max_warmup=1, agree_block=agree)
+    assert proposed[0] > 1 and result.measurement.block == 7   # its own proposal was overruled
+    assert len(calls) == 1 + 3 * 7
