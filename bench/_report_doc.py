@@ -56,7 +56,7 @@ def markdown(doc: Document) -> str:
         for block in section.blocks:
             if isinstance(block, Table):
                 out += [f"{block.folded}:", ""] if block.folded else []
-                out += _markdown_table(block.frame)
+                out += markdown_table(block.frame)
             elif isinstance(block, Figure):
                 out += [f"*Figure (in report.html): {block.alt}*", ""]
             else:
@@ -64,7 +64,7 @@ def markdown(doc: Document) -> str:
     return "\n".join(out)
 
 
-def _markdown_table(frame: pd.DataFrame) -> list[str]:
+def markdown_table(frame: pd.DataFrame) -> list[str]:
     cell = lambda value: str(value).replace("|", "/").replace("\n", " ")  # noqa: E731
     lines = ["| " + " | ".join(map(cell, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(map(cell, row)) + " |" for row in frame.itertuples(index=False)]

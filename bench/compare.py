@@ -50,8 +50,9 @@ import pandas as pd
 from scipy import stats
 
 from bench import analysis, benchmark_json
-from bench._report_doc import _markdown_table
+from bench._report_doc import markdown_table
 from bench.gates import ALPHA, DEFAULT_THRESHOLD, GATES, parse_gates
+from bench.tables import fmt
 from reference_models import RefbenchError
 
 
@@ -378,9 +379,6 @@ def render(comparison: Comparison, *, markdown: bool = False) -> str:
 
 
 def _display(rows: pd.DataFrame) -> pd.DataFrame:
-    def fmt(value, spec):
-        return "-" if value is None or pd.isna(value) else format(value, spec)
-
     return pd.DataFrame({
         "class": rows["class"], "cell": rows["cell"], "metric": rows["metric"].fillna("-"),
         "base": [fmt(v, ".4g") for v in rows["base"]], "new": [fmt(v, ".4g") for v in rows["new"]],
@@ -389,4 +387,4 @@ def _display(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _markdown(frame: pd.DataFrame) -> list[str]:
-    return _markdown_table(frame)[:-1] if len(frame) else ["(none)"]
+    return markdown_table(frame)[:-1] if len(frame) else ["(none)"]

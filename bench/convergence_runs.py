@@ -35,6 +35,7 @@ from bench.parity import group_summary
 from bench.progress import Progress
 from bench.results import ResultWriter, make_record, new_run_id, read_results
 from bench.settings import threads_option
+from bench.tables import fmt
 from reference_models import RefbenchError, Workload, get_workload
 
 AS_WRITTEN = "as_written"   # the variant option that builds a model as its document wrote it
@@ -352,14 +353,12 @@ def summary_row(record: dict) -> dict[str, Any]:
     m = record["metrics"]
     seeds, parity, written = m.get("seeds") or {}, m.get("parity") or {}, m.get("as_written") or {}
 
-    def fmt(value, spec=".4f"):
-        return "-" if value is None else format(value, spec)
-
     return {
         "workload": record["workload"] + (" as-written" if (record.get("variant") or {}).get(AS_WRITTEN) else ""),
         "backend": record["backend"], "status": record["status"], "seeds": fmt(seeds.get("n"), "d"),
         "metric": m.get("target_metric"), "target": m.get("threshold"),
-        "mean": fmt(seeds.get("mean")), "std": fmt(seeds.get("std")), "min": fmt(seeds.get("min")),
+        "mean": fmt(seeds.get("mean"), ".4f"), "std": fmt(seeds.get("std"), ".4f"),
+        "min": fmt(seeds.get("min"), ".4f"),
         "to target s": fmt(m.get("time_to_target_s"), ".1f"), "steps": fmt(m.get("steps_to_target"), ".0f"),
         "train s": fmt(m.get("train_s"), ".1f"),
         "parity": "-" if parity.get("ok") is None else (

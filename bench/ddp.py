@@ -58,6 +58,7 @@ from torch.utils._pytree import tree_leaves
 from bench import backends
 from bench.environment import collect_env
 from bench.results import ResultWriter, make_record, new_run_id
+from bench.tables import fmt
 from bench.throughput import Outcome
 from bench.timing import Measurement
 from reference_models import RefbenchError, Workload, get_workload
@@ -507,10 +508,6 @@ def scaling_row(record: dict[str, Any]) -> dict[str, Any]:
     """One ``ddp`` record as a row of the terminal table."""
     metrics, variant = record.get("metrics") or {}, record.get("variant") or {}
     step, peaks = metrics.get("step_ms") or {}, metrics.get("peak_mem_bytes_per_rank")
-
-    def fmt(value, spec):
-        return None if value is None else format(value, spec)
-
     return {"workload": record["workload"], "world": variant.get("world_size"), "scaling": variant.get("scaling"),
             "status": record["status"], "samples/s": fmt(metrics.get("samples_per_s"), ",.0f"),
             "efficiency": fmt(metrics.get("scaling_efficiency"), ".2f"), "p50 ms": fmt(step.get("median"), ".2f"),

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from bench.kernel_timing import copy_bandwidth_gbps, first_call, matmul_peak_tflops, on_gpu, time_ms
+from bench.kernel_timing import (copy_bandwidth_gbps, first_call, kernel_failure, matmul_peak_tflops,
+                                 on_gpu, time_ms)
 from bench.results import make_record
 from reference_models import eval_mode
 
@@ -132,7 +133,7 @@ def run_sweep(
                     try:
                         problem = _Problem(layer, batch_size, dtype, channels_last, device)
                     except Exception as exc:  # noqa: BLE001 - the cell's failure is its record
-                        problem, failure = None, _failure(exc)
+                        problem, failure = None, kernel_failure(exc)
                     for direction in directions:
                         variant = {"precision": precision, "direction": direction, "layer": layer}
                         cells = (_cells(problem, direction, device, peaks[precision], backends) if problem
@@ -147,7 +148,7 @@ def _cells(problem: "_Problem", direction: str, device, peaks: dict, backends: S
     try:
         expected = problem.reference(direction)
     except Exception as exc:  # noqa: BLE001
-        yield from ((backend, _failure(exc)) for backend in backends)
+        yield from ((backend, kernel_failure(exc)) for backend in backends)
         return
     roofline_ms = 1e3 * max(problem.flops / (peaks["matmul_peak_tflops"] * 1e12),
                             problem.bytes / (peaks["copy_gbps"] * 1e9))
@@ -159,7 +160,7 @@ def _cells(problem: "_Problem", direction: str, device, peaks: dict, backends: S
         try:
             metrics = _measure(problem.kernel(backend, direction), expected, device)
         except Exception as exc:  # noqa: BLE001
-            yield backend, _failure(exc)
+            yield backend, kernel_failure(exc)
             continue
         metrics.update(peaks, tflops=problem.flops / (metrics["time_ms"] * 1e-3) / 1e12,
                        roofline_ms=roofline_ms, roofline_fraction=roofline_ms / metrics["time_ms"])
@@ -274,6 +275,3 @@ def _scalar(pair):
     return pair[0] if isinstance(pair, tuple) and len(set(pair)) == 1 else pair
 
 
-def _failure(exc: Exception) -> dict:
-    status = "oom" if isinstance(exc, torch.cuda.OutOfMemoryError) else "error"
-    return {"status": status, "error": f"{type(exc).__name__}: {exc}"[-2000:]}

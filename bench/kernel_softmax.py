@@ -24,7 +24,8 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
-from bench.kernel_timing import copy_bandwidth_gbps, first_call, l2_cache_bytes, on_gpu, time_ms
+from bench.kernel_timing import (copy_bandwidth_gbps, first_call, kernel_failure, l2_cache_bytes,
+                                 on_gpu, time_ms)
 from bench.results import make_record
 
 BACKENDS = ("torch", "compile", "triton", "liger", "quack")
@@ -105,7 +106,7 @@ def run_sweep(
                         inputs, expected = _inputs(op, direction, m, n, dtype, device)
                     except Exception as exc:  # noqa: BLE001 - the cell's failure is its record
                         for backend in BACKENDS:
-                            emit(workload=op, backend=backend, variant=variant, **_failure(exc))
+                            emit(workload=op, backend=backend, variant=variant, **kernel_failure(exc))
                         continue
                     for backend in BACKENDS:
                         try:
@@ -116,7 +117,7 @@ def run_sweep(
                         try:
                             metrics = _measure(lambda: fn(*inputs), expected, device, nbytes)
                         except Exception as exc:  # noqa: BLE001
-                            emit(workload=op, backend=backend, variant=variant, **_failure(exc))
+                            emit(workload=op, backend=backend, variant=variant, **kernel_failure(exc))
                             continue
                         emit(workload=op, backend=backend, variant=variant, status="ok",
                              metrics={**metrics, "copy_gbps": copy_gbps,
@@ -223,6 +224,3 @@ def _measure(fn: Callable, expected: torch.Tensor, device, nbytes: int) -> dict:
     }
 
 
-def _failure(exc: Exception) -> dict:
-    status = "oom" if isinstance(exc, torch.cuda.OutOfMemoryError) else "error"
-    return {"status": status, "error": f"{type(exc).__name__}: {exc}"[-2000:]}

@@ -15,6 +15,12 @@ from typing import Callable
 import torch
 
 
+def kernel_failure(exc: Exception) -> dict:
+    """The status and error fields of a kernel case that raised: ``oom`` for CUDA out-of-memory, else ``error``."""
+    status = "oom" if isinstance(exc, torch.cuda.OutOfMemoryError) else "error"
+    return {"status": status, "error": f"{type(exc).__name__}: {exc}"[-2000:]}
+
+
 def on_gpu(device: torch.device | str) -> bool:
     return torch.device(device).type == "cuda"
 

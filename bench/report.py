@@ -28,6 +28,7 @@ from bench import _report_figures as figures
 from bench import analysis
 from bench._report_doc import Document, Figure, Section, Table, html_page, markdown
 from bench.correctness import EAGER_MULTIPLIER
+from bench.tables import fmt
 from reference_models import RefbenchError
 
 STATUS_ORDER = ("failed", "error", "oom", "timeout", "missed", "not_run", "skipped")
@@ -129,10 +130,6 @@ def _threads(n) -> str:
     return f"{n} thread" + ("" if n == 1 else "s")
 
 
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None or pd.isna(value) else format(value, spec)
-
-
 def _ok_throughput(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[cells["status"].eq("ok") & cells["base_backend"].notna()]
 
@@ -204,7 +201,7 @@ def _speedups(ctx: _Context) -> list[Section]:
         section.blocks += [
             *([f"torch CPU threads per cell: {', '.join(str(int(t)) for t in sorted(threads))}."] if len(threads) else []),
             "Samples per second (median step):",
-            _grid(rows, lambda r: _fmt(r["samples_per_s"], ",.0f") + ("†" if r["unstable"] else ""),
+            _grid(rows, lambda r: fmt(r["samples_per_s"], ",.0f") + ("†" if r["unstable"] else ""),
                   lambda r: "warn" if r["unstable"] else "")]
         sections.append(section)
     return sections
@@ -262,9 +259,9 @@ def _latency(ctx: _Context) -> list[Section]:
         section.blocks += [f"{title}:", Figure(figures.latency_boxes(rows, ctx.colours), f"step times, {title}")]
     unstable = ok[ok["unstable"]]
     if not unstable.empty:
-        rows = [[r["label"], r["backend"], r["mode"], _fmt(r["batch_size"], ""), _fmt(r["latency_ms.median"], ",.3f"),
-                 f"{_fmt(r['latency_ms.p10'], ',.3f')}-{_fmt(r['latency_ms.p90'], ',.3f')}",
-                 _fmt(r["latency_ms.cv"], ".1%"), _why_unstable(r)] for _, r in unstable.iterrows()]
+        rows = [[r["label"], r["backend"], r["mode"], fmt(r["batch_size"], ""), fmt(r["latency_ms.median"], ",.3f"),
+                 f"{fmt(r['latency_ms.p10'], ',.3f')}-{fmt(r['latency_ms.p90'], ',.3f')}",
+                 fmt(r["latency_ms.cv"], ".1%"), _why_unstable(r)] for _, r in unstable.iterrows()]
         section.blocks += [Table(pd.DataFrame(
             rows, columns=["workload", "backend", "mode", "batch", "median ms", "p10-p90 ms", "CV", "why"]),
             folded=f"the {len(unstable)} unstable cells and why")]
@@ -295,7 +292,7 @@ def _memory(ctx: _Context) -> list[Section]:
     def text(r):
         key = (r["env_key"], r["mode"], r["batch_size"], r["label"], r["backend"])
         share = f" ({ratio.at[key, 'ratio']:.2f}x)" if key in ratio.index and pd.notna(ratio.at[key, "ratio"]) else ""
-        return f"{r['peak_mem_bytes'] / 2**20:,.1f} / {_fmt(r['first_step_peak_mem_bytes'] / 2**20, ',.1f')}{share}"
+        return f"{r['peak_mem_bytes'] / 2**20:,.1f} / {fmt(r['first_step_peak_mem_bytes'] / 2**20, ',.1f')}{share}"
 
     for title, rows in ctx.groups(ok):
         section.blocks += [f"{title}:", _grid(rows, text)]
@@ -328,7 +325,7 @@ def _energy(ctx: _Context) -> list[Section]:
     ok = ok[ok["joules_per_sample"].notna()]
     section = Section("Energy per sample", ["Joules per sample from NVML's energy counter, and the mean power in W."])
     for title, rows in ctx.groups(ok):
-        section.blocks += [f"{title}:", _grid(rows, lambda r: f"{r['joules_per_sample']:.3g} J ({_fmt(r['mean_watts'], '.0f')} W)")]
+        section.blocks += [f"{title}:", _grid(rows, lambda r: f"{r['joules_per_sample']:.3g} J ({fmt(r['mean_watts'], '.0f')} W)")]
     return [section] if not ok.empty else []
 
 
@@ -337,7 +334,7 @@ def _correctness(ctx: _Context) -> list[Section]:
     if summary.empty:
         return []
     rows = [[*([ctx.machine(r["env_key"])] if ctx.many_machines else []), r["backend"], str(r["checked"]),
-             str(r["passed"]), f"{r['pass_rate']:.0%}", str(r["nan_only"]), _fmt(r["worst_ratio"], ".3g"),
+             str(r["passed"]), f"{r['pass_rate']:.0%}", str(r["nan_only"]), fmt(r["worst_ratio"], ".3g"),
              f"{r['worst_cell']}: {r['worst_tensor']}" if r["worst_cell"] else "-"] for _, r in summary.iterrows()]
     columns = [*(["machine"] if ctx.many_machines else []), "backend", "checked", "passed", "pass rate",
                "NaN/Inf only", "worst error / tolerance", "worst cell: tensor"]
@@ -351,7 +348,7 @@ def _correctness(ctx: _Context) -> list[Section]:
     failed = ctx.cells[ctx.cells["status"].eq("failed") & ctx.cells["correctness.tolerance"].notna()]
     if not failed.empty:
         blocks += ["Cells with a wrong answer:", Table(pd.DataFrame(
-            [[r["label"], r["backend"], r["mode"], _fmt(r["batch_size"], ""), r["reason"]] for _, r in failed.iterrows()],
+            [[r["label"], r["backend"], r["mode"], fmt(r["batch_size"], ""), r["reason"]] for _, r in failed.iterrows()],
             columns=["workload", "backend", "mode", "batch", "what was wrong"]))]
     return [Section("Correctness", blocks)]
 
@@ -371,10 +368,10 @@ def _convergence(ctx: _Context) -> list[Section]:
     rows, marks = [], []
     for _, r in runs.sort_values(["label", "backend"]).iterrows():
         reached = r["reached"] is True
-        rows.append([r["label"], r["backend"], r["dataset"] or "-", _fmt(r["batch_size"], ""),
-                     f"{r['target_metric']} {_fmt(r['threshold'], '.3g')}", _fmt(analysis.final_value(r), ".4g"),
-                     "yes" if reached else "no", _fmt(r["time_to_target_s"], ",.1f"), _fmt(r.get("train_s"), ",.1f"),
-                     _fmt(r.get("seed"), ".0f"), _parity(r)])
+        rows.append([r["label"], r["backend"], r["dataset"] or "-", fmt(r["batch_size"], ""),
+                     f"{r['target_metric']} {fmt(r['threshold'], '.3g')}", fmt(analysis.final_value(r), ".4g"),
+                     "yes" if reached else "no", fmt(r["time_to_target_s"], ",.1f"), fmt(r.get("train_s"), ",.1f"),
+                     fmt(r.get("seed"), ".0f"), _parity(r)])
         marks.append(["", "", "", "", "", "", "good" if reached else "bad", "", "", "",
                       "bad" if r.get("parity.ok") is False else ""])
     columns = ["workload", "backend", "dataset", "batch", "target", "final", "reached", "time to target s",
@@ -387,7 +384,7 @@ def _parity(record: pd.Series) -> str:
     ok = record.get("parity.ok")
     if ok is None or (not isinstance(ok, bool) and pd.isna(ok)):
         return "-"
-    detail = ", ".join(f"{name} {_fmt(record.get(f'parity.{name}'), '.3g')}" for name in ("delta", "margin")
+    detail = ", ".join(f"{name} {fmt(record.get(f'parity.{name}'), '.3g')}" for name in ("delta", "margin")
                        if pd.notna(record.get(f"parity.{name}")))
     return f"{'ok' if ok else 'differs'} vs {record.get('parity.base')}" + (f" ({detail})" if detail else "")
 
@@ -404,8 +401,8 @@ def _scaling(ctx: _Context) -> list[Section]:
         "refbench ddp: samples/s of each world size, and its scaling efficiency (samples/s over world size times "
         "world size 1's, measured in the same invocation)."])
     section.blocks.append(Figure(figures.scaling_efficiency(runs), "scaling efficiency against world size"))
-    rows = [[r["series"], _fmt(r["world_size"], ".0f"), _fmt(r["samples_per_s"], ",.0f"),
-             _fmt(r.get("scaling_efficiency"), ".2f"), _fmt(r.get("allreduce_share"), ".0%"), r["run_id"]]
+    rows = [[r["series"], fmt(r["world_size"], ".0f"), fmt(r["samples_per_s"], ",.0f"),
+             fmt(r.get("scaling_efficiency"), ".2f"), fmt(r.get("allreduce_share"), ".0%"), r["run_id"]]
             for _, r in runs.sort_values(["series", "world_size"]).iterrows()]
     section.blocks.append(Table(pd.DataFrame(rows, columns=["workload, backend, scaling", "world size", "samples/s",
                                                             "efficiency", "all-reduce share", "run"])))
@@ -431,7 +428,7 @@ def _kernels(ctx: _Context) -> list[Section]:
                                       aggfunc="first", sort=False)
             achieved = cells.pivot_table(index=["precision", "shape"], columns="backend", values="achieved",
                                          aggfunc="first", sort=False)
-            text = achieved.apply(lambda col: col.map(lambda v: _fmt(v, ".3g"))) + pivot.apply(
+            text = achieved.apply(lambda col: col.map(lambda v: fmt(v, ".3g"))) + pivot.apply(
                 lambda col: col.map(lambda v: f" ({v:.0%})" if pd.notna(v) else ""))
             unit = cells["unit"].iloc[0]
             section.blocks.append(Table(text.reset_index(), folded=f"{title}: {unit} per shape (share of roofline)"))
@@ -458,7 +455,7 @@ def _not_ok(ctx: _Context) -> list[Section]:
 def _cell_table(ctx: _Context, cells: pd.DataFrame, *, mark: str = "", folded: str | None = None) -> Table:
     columns = [*(["machine"] if ctx.many_machines else []), "workload", "backend", "mode", "batch", "status", "reason"]
     frame = pd.DataFrame([[*([r["env_key"]] if ctx.many_machines else []), r["label"], r["backend"], r["mode"],
-                           _fmt(r["batch_size"], ""), r["status"], (r["reason"] or "-")[:300]]
+                           fmt(r["batch_size"], ""), r["status"], (r["reason"] or "-")[:300]]
                           for _, r in cells.iterrows()], columns=columns)
     tips = pd.DataFrame([[""] * (len(columns) - 1) + [r["error"] or ""] for _, r in cells.iterrows()], columns=columns)
     marks = pd.DataFrame([[mark if c == "status" else "" for c in columns] for _ in range(len(cells))], columns=columns)

@@ -14,8 +14,9 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     print(frame.to_string(index=False, na_rep="-"))
 
 
-def _fmt(value: float | None, spec: str) -> str | None:
-    return None if value is None else format(value, spec)
+def fmt(value: float | None, spec: str) -> str:
+    """``value`` formatted by ``spec``, or "-" where there is none (None or NaN): every table's number cell."""
+    return "-" if value is None or pd.isna(value) else format(value, spec)
 
 
 def record_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -27,9 +28,9 @@ def record_row(record: dict[str, Any]) -> dict[str, Any]:
         "workload": record["workload"] + "".join(f" {k}={v}" for k, v in (record.get("variant") or {}).items()),
         "backend": record["backend"], "mode": record["mode"], "batch": record.get("batch_size"),
         "status": record["status"],
-        "samples/s": _fmt(metrics.get("samples_per_s"), ",.0f"),
-        "median ms": _fmt(latency.get("median"), ".3f"),
-        "cv": _fmt(latency.get("cv"), ".3f"),
-        "peak mem MB": _fmt(None if peak is None else peak / 2**20, ".1f"),
+        "samples/s": fmt(metrics.get("samples_per_s"), ",.0f"),
+        "median ms": fmt(latency.get("median"), ".3f"),
+        "cv": fmt(latency.get("cv"), ".3f"),
+        "peak mem MB": fmt(None if peak is None else peak / 2**20, ".1f"),
         "note": "unstable" if metrics.get("unstable") else None,
     }

@@ -255,7 +255,7 @@ def test_a_report_of_a_real_kernel_sweep(tmp_path):
     from bench.environment import collect_env
     from bench.kernel_softmax import run_sweep
 
-    records = run_sweep(device="cpu", dtypes=["float32"], ops=["softmax"], directions=["fwd"], quick=True,
+    records = run_sweep(device="cpu", dtypes=["float32"], ops=["softmax"], directions=["fwd"], shapes="quick",
                         run_id="k", env=collect_env())
     md = _report(tmp_path, records).markdown.read_text()
     assert "## Kernels" in md and "ran in the interpreter" in md
