@@ -300,7 +300,11 @@ def kernels(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def final_value(record: dict | pd.Series) -> float | None:
-    """A convergence record's last value of its target metric: the metric itself, else the curve's last point."""
+    """A convergence record's final value of its target metric: a seed group's mean over its seeds, else the
+    metric itself, else the curve's last point."""
+    mean = record.get("seeds.mean")
+    if mean is not None and not pd.isna(mean):
+        return mean
     target = record.get("target_metric")
     value = record.get(target) if isinstance(target, str) else None
     if value is None or pd.isna(value):
@@ -332,8 +336,11 @@ def summary(frame: pd.DataFrame) -> list[str]:
                          + (f", machine {row['env_key']})" if machines > 1 else ")"))
     checks = correctness(frame)
     converge = frame[frame["mode"].eq("converge")]
-    lines.append(f"correctness: {checks['passed'].sum()}/{checks['checked'].sum()} checked cells pass; "
-                 f"convergence: {int(converge['reached'].eq(True).sum())}/{len(converge)} reached target; "
+    checked = (f"{checks['passed'].sum()}/{checks['checked'].sum()} checked cells pass" if checks["checked"].sum()
+               else "no cell checked")
+    reached = (f"{int(converge['reached'].eq(True).sum())}/{len(converge)} reached target" if len(converge)
+               else "none in these results")
+    lines.append(f"correctness: {checked}; convergence: {reached}; "
                  f"unstable: {_count(int(frame['unstable'].sum()), 'cell')}")
     return lines
 

@@ -239,7 +239,7 @@ def run_ddp(workloads: list[str], config: DDPConfig, out: str | os.PathLike | No
         get_workload(name).resolve_variant(**config.variants[name])
     if config.nnodes > 1 and config.node_rank != 0:
         _reach_rendezvous(config)
-    run_id, env = new_run_id(), collect_env()
+    run_id, env = new_run_id(), collect_env(threads=config.threads)   # the ranks' threads, not this process's
     records: list[dict] = []
     writer = ResultWriter(out) if out is not None and config.writes_records else None
 

@@ -71,8 +71,12 @@ def _gpu() -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=1)
-def collect_env() -> dict[str, Any]:
-    """Describe this process's environment; ``env_key`` hashes what makes results comparable."""
+def collect_env(threads: int | None = None) -> dict[str, Any]:
+    """Describe this process's environment; ``env_key`` hashes what makes results comparable.
+
+    ``threads``: the torch threads of the processes that measure, where they
+    are not this one (data-parallel ranks); by default this process's.
+    """
     env: dict[str, Any] = {
         "torch": torch.__version__,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
@@ -81,7 +85,7 @@ def collect_env() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads() if threads is None else threads,
         "host": socket.gethostname(),
         "git_commit": _git_commit(),
         **_gpu(),

@@ -83,7 +83,7 @@ def _write_atomically(path: Path, text: str) -> None:
 def build(loaded: analysis.Loaded) -> Document:
     cells = analysis.latest(loaded.frame)
     many = cells["env_key"].nunique() > 1
-    context = _Context(cells, many, figures.palette(cells["backend"]))
+    context = _Context(cells, loaded.frame, many, figures.palette(cells["backend"]))
     sections = [_environments(loaded.frame)]
     for make in (_speedups, _batch_scaling, _latency, _memory, _first_step, _energy, _correctness,
                  _convergence, _scaling, _kernels, _not_ok):
@@ -99,7 +99,8 @@ def build(loaded: analysis.Loaded) -> Document:
 
 @dataclass
 class _Context:
-    cells: pd.DataFrame
+    cells: pd.DataFrame   # the latest record of each cell
+    records: pd.DataFrame  # every record read
     many_machines: bool
     colours: dict
 
@@ -360,7 +361,7 @@ def _convergence(ctx: _Context) -> list[Section]:
     section = Section("Convergence", ["Training to each workload's target on real data: the target metric "
                                       "against training seconds (dashed: the threshold; a thin line: when it was "
                                       "reached), then time to target and, where measured, the parity verdict."])
-    curves = runs[runs["curve"].map(lambda c: isinstance(c, list) and len(c) > 0)]
+    curves = _curves(runs, ctx.records)
     for title, rows in ctx.groups(curves, by=("env_key",)):
         section.blocks += [*([f"{title}:"] if title else []),
                            Figure(figures.convergence_curves(rows, ctx.colours),
@@ -371,13 +372,28 @@ def _convergence(ctx: _Context) -> list[Section]:
         rows.append([r["label"], r["backend"], r["dataset"] or "-", fmt(r["batch_size"], ""),
                      f"{r['target_metric']} {fmt(r['threshold'], '.3g')}", fmt(analysis.final_value(r), ".4g"),
                      "yes" if reached else "no", fmt(r["time_to_target_s"], ",.1f"), fmt(r.get("train_s"), ",.1f"),
-                     fmt(r.get("seed"), ".0f"), _parity(r)])
+                     _seeds(r), _parity(r)])
         marks.append(["", "", "", "", "", "", "good" if reached else "bad", "", "", "",
                       "bad" if r.get("parity.ok") is False else ""])
     columns = ["workload", "backend", "dataset", "batch", "target", "final", "reached", "time to target s",
-               "trained s", "seed", "parity"]
+               "trained s", "seed(s)", "parity"]
     section.blocks.append(Table(pd.DataFrame(rows, columns=columns), pd.DataFrame(marks, columns=columns)))
     return [section]
+
+
+def _curves(cells: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """The training curves behind the latest convergence cells: a single run's own, a seed group's seeds' (the
+    records of the group's run, which carry ``seed``)."""
+    key = ["env_key", *analysis.CELL_KEY, "run_id"]
+    runs = records.merge(cells[key].drop_duplicates(), on=key)
+    return runs[runs["curve"].map(lambda c: isinstance(c, list) and len(c) > 0)]
+
+
+def _seeds(record: pd.Series) -> str:
+    n = record.get("seeds.n")
+    if n is None or pd.isna(n):
+        return fmt(record.get("seed"), ".0f")
+    return f"{int(n)}, std {fmt(record.get('seeds.std'), '.2g')}"
 
 
 def _parity(record: pd.Series) -> str:

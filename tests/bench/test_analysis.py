@@ -142,6 +142,13 @@ def test_summary_five_lines():
         "correctness: 7/8 checked cells pass; convergence: 1/2 reached target; unstable: 1 cell"]
 
 
+def test_summary_says_what_the_results_hold_none_of():
+    only_converge = analysis.summary(_latest([converge("mlp")]))
+    assert only_converge[-1] == "correctness: no cell checked; convergence: 1/1 reached target; unstable: 0 cells"
+    only_speed = analysis.summary(_latest(matrix()))
+    assert "; convergence: none in these results;" in only_speed[-1]
+
+
 def test_frame_of_a_real_cpu_run(tmp_path):
     """A real run of the matrix (mlp on cpu and cpu+int8, isolation inline) read back through load()."""
     from bench.cli import main

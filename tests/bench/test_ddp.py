@@ -302,3 +302,17 @@ def test_one_gpu_rank_under_nccl_trains_like_one_process():
     for record in records:
         assert record["status"] == "ok" and record["variant"]["dist_backend"] == "nccl"
         assert record["metrics"]["correctness"]["compared"] and record["metrics"]["peak_mem_kind"].startswith("peak_allocated")
+
+
+def test_records_name_the_ranks_threads_not_the_launchers(tmp_path):
+    """A ddp record's machine is the ranks' (1 thread each), so it compares with `run` records of 1 thread."""
+    from bench.environment import collect_env
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        (record,) = run_ddp(["hpo_rf_wine"], DDPConfig(nproc=1, threads=1))
+    finally:
+        torch.set_num_threads(before)
+    assert record["env"]["threads"] == 1
+    assert record["env"]["env_key"] == collect_env(threads=1)["env_key"] != collect_env(threads=2)["env_key"]

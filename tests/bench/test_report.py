@@ -269,3 +269,15 @@ def test_report_of_the_committed_cpu_results(tmp_path):
     assert "| vgg16_cifar document_bugs=False width=64 | cpu+compile | train | 16 | failed | wrong answer:" in md
     assert written.summary[0] == "cells: 114 on 1 machine, from 3 runs"
     assert written.html.stat().st_size < 2_000_000
+
+
+def test_a_seed_group_shows_its_mean_and_its_seeds_curves(tmp_path):
+    """converge writes a record per seed (with its curve) and then the group's summary (the mean decides)."""
+    seeds = [converge("mlp", seed=0, accuracy=0.90), converge("mlp", seed=1, accuracy=0.91)]
+    summary = converge("mlp", seeds={"n": 2, "mean": 0.905, "std": 0.0071, "min": 0.90})
+    del summary["metrics"]["curve"]
+    md = _report(tmp_path, [*seeds, summary]).markdown.read_text()
+    section = md[md.index("## Convergence"):]
+    assert "*Figure (in report.html): convergence curves*" in section
+    row = next(line for line in section.splitlines() if line.startswith("| mlp |"))
+    assert "| 0.905 |" in row and "| 2, std 0.0071 |" in row
