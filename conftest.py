@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from bench.triton_mode import choose_triton_mode
+from refbench.harness.triton_mode import choose_triton_mode
 
 choose_triton_mode()  # the interpreter without a GPU, before anything imports triton
 
@@ -30,7 +30,7 @@ def _seed():
 @pytest.fixture
 def real_data():
     """Return a loader ``(workload_or_dataset_loader) -> data`` that skips, or fails in CI, when data is missing."""
-    from reference_models import RefbenchError
+    from refbench.errors import RefbenchError
 
     def load(loader, *args, **kwargs):
         try:

@@ -30,8 +30,8 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "-m", "not gpu and not slow", "-q", *session.posargs,
                 env={"TRITON_INTERPRET": "1"}, success_codes=[0, 5])
     if not session.posargs:   # the whole suite: also rehearse the GPU check, its carry folder filled
-        session.run("python", "-m", "bench.gpu_check", "--fill-carry")
-        session.run("python", "-m", "bench.gpu_check", "--dry-run")
+        session.run("python", "-m", "refbench.gpu_check", "--fill-carry")
+        session.run("python", "-m", "refbench.gpu_check", "--dry-run")
 
 
 # The default CPU matrix, sized to finish every cell it lists within 10 minutes on 2 busy cores from a
@@ -71,9 +71,9 @@ def bench(session: nox.Session) -> None:
     out = folder / "bench.jsonl"
     _fresh_output(out, session.posargs)
     for matrix in CPU_MATRICES:
-        session.run("python", "-m", "bench", "run", *CPU_SETTINGS, *matrix, "--out", str(out), *session.posargs,
+        session.run("python", "-m", "refbench", "run", *CPU_SETTINGS, *matrix, "--out", str(out), *session.posargs,
                     success_codes=[0, 1])
-    session.run("python", "-m", "bench", "report", str(out), "-o", str(folder))
+    session.run("python", "-m", "refbench", "report", str(out), "-o", str(folder))
 
 
 _GPU_PROBE = """
@@ -102,7 +102,7 @@ def _system_gpu(session: nox.Session) -> str:
 
 
 def _gpu_out(session: nox.Session, python: str, name: str) -> str:
-    folder = session.run(python, "-c", "import torch; from bench.gpu_check import gpu_folder_name; "
+    folder = session.run(python, "-c", "import torch; from refbench.gpu_check import gpu_folder_name; "
                          "print(gpu_folder_name(torch.cuda.get_device_name(0)))", silent=True, external=True).strip()
     return f"reports/{folder}/{name}"
 
@@ -112,10 +112,10 @@ def bench_gpu(session: nox.Session) -> None:
     """The full GPU matrix with the machine's own torch (no install, no network); report under reports/<gpu>/."""
     python = _system_gpu(session)
     out = os.environ.get("REFBENCH_OUT") or _gpu_out(session, python, "bench.jsonl")
-    session.run(python, "-m", "bench", "run", *GPU_MATRIX, "--out", out, *session.posargs, external=True,
+    session.run(python, "-m", "refbench", "run", *GPU_MATRIX, "--out", out, *session.posargs, external=True,
                 success_codes=[0, 1])
-    session.run(python, "-m", "bench", "report", out, "-o", os.path.dirname(out), external=True)
-    session.run(python, "-m", "bench", "validate", "--device", "cuda", "--out",
+    session.run(python, "-m", "refbench", "report", out, "-o", os.path.dirname(out), external=True)
+    session.run(python, "-m", "refbench", "validate", "--device", "cuda", "--out",
                 out.removesuffix(".jsonl") + "-validate.json", external=True, success_codes=[0, 1])
 
 
@@ -151,7 +151,7 @@ def nightly(session: nox.Session) -> None:
     os.makedirs(history, exist_ok=True)
     session.run("python", "-m", "pytest", *MICROBENCH, f"--benchmark-json={bench_json}", env={"TRITON_INTERPRET": "1"})
     try:
-        session.run("python", "-m", "bench", "nightly", "--history", history, *NIGHTLY_MATRIX,
+        session.run("python", "-m", "refbench", "nightly", "--history", history, *NIGHTLY_MATRIX,
                     "--benchmark-json", bench_json, *session.posargs)
     finally:
         Path(bench_json).unlink(missing_ok=True)
@@ -164,10 +164,10 @@ def kernels(session: nox.Session) -> None:
     python = os.environ.get("REFBENCH_PYTHON", "python3")
     out = os.environ.get("REFBENCH_OUT", "reports/kernels.jsonl")
     # A static problem is recorded and printed; it does not keep the sweeps from running.
-    session.run(python, "-m", "bench", "kernels", "--static", "sm_90", "--out", out, external=True,
+    session.run(python, "-m", "refbench", "kernels", "--static", "sm_90", "--out", out, external=True,
                 success_codes=[0, 1])
     for kernel in ("softmax", "conv2d"):
-        session.run(python, "-m", "bench", "kernels", kernel, "--out", out, *session.posargs, external=True)
+        session.run(python, "-m", "refbench", "kernels", kernel, "--out", out, *session.posargs, external=True)
 
 
 @nox.session(name="gpu-check", venv_backend="none")
@@ -176,11 +176,11 @@ def gpu_check(session: nox.Session) -> None:
     python = os.environ.get("REFBENCH_PYTHON", "python3")
     if "--dry-run" not in session.posargs:
         _system_gpu(session)
-    session.run(python, "-m", "bench.gpu_check", *session.posargs, external=True)
+    session.run(python, "-m", "refbench.gpu_check", *session.posargs, external=True)
 
 
 @nox.session(name="gpu-carry", python="3.11")
 def gpu_carry(session: nox.Session) -> None:
     """Fill .carry/ (ignored, under 64 MiB) with what gpu-check needs on a machine without network."""
     _install(session)
-    session.run("python", "-m", "bench.gpu_check", "--fill-carry")
+    session.run("python", "-m", "refbench.gpu_check", "--fill-carry")

@@ -1,6 +1,6 @@
 """The pytest-benchmark suite (``nox -s microbench``): on the GPU when there is one, else the CPU.
 
-Each file's machine_info carries refbench's own environment (bench.environment),
+Each file's machine_info carries refbench's own environment (refbench.harness.machine),
 its ``env_key`` included, so ``refbench compare`` and ``refbench nightly``
 judge these files by the same machine rule as the matrix. In the ordinary
 test run they are tests too (each checks its result), timed briefly.
@@ -10,13 +10,13 @@ import importlib.util
 import pytest
 import torch
 
-from bench.step import set_threads
+from refbench.harness.step import set_threads
 
 THREADS = 1   # as the matrix's CPU cells: a busy machine makes several threads fight
 
 
 def _update_machine_info(config, machine_info):
-    from bench.environment import collect_env
+    from refbench.harness.machine import collect_env
 
     set_threads(THREADS)
     env = collect_env()

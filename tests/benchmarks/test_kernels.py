@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from kernels.conv import conv2d
-from kernels.softmax import softmax
+from refbench.kernels.conv import conv2d
+from refbench.kernels.softmax import softmax
 from tests.benchmarks.conftest import sync
 
 # (rows, columns): GPU shapes / interpreter shapes

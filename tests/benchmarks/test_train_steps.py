@@ -1,9 +1,9 @@
-"""One training step of mlp and lenet5 (bench.step.prepare: the step the matrix times)."""
+"""One training step of mlp and lenet5 (refbench.harness.step.prepare: the step the matrix times)."""
 import math
 
 import pytest
 
-from bench.step import prepare
+from refbench.harness.step import prepare
 from tests.benchmarks.conftest import sync
 
 

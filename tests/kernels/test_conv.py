@@ -1,4 +1,4 @@
-"""kernels.conv2d against fp64 F.conv2d: forward, both gradients, errors, module swap.
+"""refbench.kernels.conv2d against fp64 F.conv2d: forward, both gradients, errors, module swap.
 
 Without CUDA the root conftest runs Triton's interpreter, so shapes are tiny;
 they still cover every index path: strides, paddings, dilations, odd sizes,
@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import kernels
-from kernels.conv import Conv2d, conv2d_input_grad, conv2d_weight_grad, swap_conv2d
-from reference_models.lenet import LeNet5
+from refbench import kernels
+from refbench.kernels.conv import Conv2d, conv2d_input_grad, conv2d_weight_grad, swap_conv2d
+from refbench.models.lenet import LeNet5
 
 # torch's own padding='same' with an even kernel warns that it copies the input.
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")

@@ -1,4 +1,4 @@
-"""kernels.softmax against fp64 torch: values, edge cases, gradients, module swap.
+"""refbench.kernels.softmax against fp64 torch: values, edge cases, gradients, module swap.
 
 On a machine without CUDA the root conftest runs Triton's interpreter, so the
 shapes stay small; a few long rows exercise the long-row kernel.
@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-import kernels
-from kernels.softmax import _row_kernel_max_n, softmax_backward
+from refbench import kernels
+from refbench.kernels.softmax import _row_kernel_max_n, softmax_backward
 
 # Rows of -inf make the interpreter's numpy warn about inf - inf; that is the point of those tests.
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")

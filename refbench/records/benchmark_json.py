@@ -1,0 +1,121 @@
+"""pytest-benchmark's ``--benchmark-json`` files as result records, and result files of either kind.
+
+A team's own pytest-benchmark suite is tracked by ``compare`` and
+``nightly`` like the matrix: each benchmark of a file becomes one record
+(mode ``benchmark``, workload its ``fullname``, backend the ``device`` its
+``extra_info`` names, else ``pytest-benchmark``) whose ``latency_ms`` holds
+the time per call in milliseconds: median, mean, p10/p90 (from q1/q3 when
+the raw times are absent), CV and, when the file was written with
+``--benchmark-save-data``, the raw ``samples``. ``ops_per_s`` is the calls
+per second. The machine is the file's ``machine_info``: the ``env_key`` it
+carries (this project's suite records refbench's own, see
+tests/benchmarks/conftest.py), else a hash of the processor, the system,
+Python and whatever torch, CUDA and GPU fields it names.
+
+``load(paths)`` reads JSONL result files and pytest-benchmark files alike,
+with refbench.records.analysis's rules for bad input.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Sequence
+
+from refbench.records import analysis
+from refbench.records.schema import SCHEMA_VERSION
+from refbench.errors import RefbenchError
+
+MODE = "benchmark"
+# machine_info fields that make two pytest-benchmark files comparable when the file carries no env_key.
+_KEY_FIELDS = ("machine", "system", "python_implementation", "python_version", "torch", "cuda", "gpu", "driver",
+               "threads")
+
+
+def is_benchmark_json(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is one JSON document with a ``benchmarks`` list (a JSONL result file is not)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and isinstance(document.get("benchmarks"), list)
+
+
+def records(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
+    """The records of a pytest-benchmark file and their sources (``file:benchmark N``)."""
+    with open(path, encoding="utf-8") as f:
+        document = json.load(f)
+    machine = document.get("machine_info") or {}
+    commit = (document.get("commit_info") or {}).get("id")
+    env = _env(machine, commit)
+    out, sources = [], []
+    for number, bench in enumerate(document["benchmarks"], 1):
+        where = f"{path}:benchmark {number}"
+        stats = bench.get("stats") if isinstance(bench, dict) else None
+        name = bench.get("fullname") or bench.get("name") if isinstance(bench, dict) else None
+        if not name or not isinstance(stats, dict) or not all(isinstance(stats.get(k), (int, float))
+                                                              for k in ("median", "mean", "stddev", "rounds")):
+            raise RefbenchError(f"{where}: not a pytest-benchmark result (it needs fullname and stats with median, "
+                                f"mean, stddev and rounds); give the file `pytest --benchmark-json` wrote")
+        extra = bench.get("extra_info") or {}
+        out.append({"schema": SCHEMA_VERSION, "run_id": f"pytest-benchmark-{document.get('datetime', '')}",
+                    "time": document.get("datetime"), "env": env, "workload": name, "variant": {},
+                    "backend": str(extra.get("device") or "pytest-benchmark"), "mode": MODE,
+                    "batch_size": extra.get("batch_size"), "dataset": None, "status": "ok", "error": None,
+                    "metrics": _metrics(stats)})
+        sources.append(where)
+    return out, sources
+
+
+def _metrics(stats: dict) -> dict:
+    to_ms = 1e3
+    data = stats.get("data")
+    samples = [float(s) * to_ms for s in data] if isinstance(data, list) and data else None
+    latency = {"median": stats["median"] * to_ms, "mean": stats["mean"] * to_ms, "n": int(stats["rounds"]),
+               "cv": stats["stddev"] / stats["mean"] if stats["mean"] > 0 else 0.0,
+               "p10": stats.get("q1", stats["min"]) * to_ms, "p90": stats.get("q3", stats["max"]) * to_ms}
+    if samples:
+        latency["samples"] = samples
+    return {"latency_ms": latency, "ops_per_s": 1.0 / stats["mean"] if stats["mean"] > 0 else None}
+
+
+def _env(machine: dict, commit: str | None) -> dict:
+    cpu = machine.get("cpu")
+    cpu = (cpu.get("brand_raw") or cpu.get("brand")) if isinstance(cpu, dict) else cpu or machine.get("processor")
+    env = {key: machine.get(key) for key in _KEY_FIELDS if machine.get(key) is not None}
+    env.update(cpu=cpu, host=machine.get("node"), git_commit=commit[:12] if commit else None)
+    if machine.get("env_key"):
+        env["env_key"] = machine["env_key"]
+    else:
+        source = json.dumps({k: env.get(k) for k in ("cpu", *_KEY_FIELDS)}, sort_keys=True)
+        env["env_key"] = "pb-" + hashlib.sha256(source.encode()).hexdigest()[:9]
+    return env
+
+
+def load(paths: Sequence[str | os.PathLike]) -> analysis.Loaded:
+    """JSONL result files and pytest-benchmark files as one frame (refbench.records.analysis.load's rules)."""
+    found, lines = [], []
+    for path in map(str, paths):
+        if not os.path.isfile(path):
+            raise RefbenchError(f"no result file {path}; give a JSONL that `refbench run --out` wrote or a "
+                                f"pytest --benchmark-json file")
+        (found if is_benchmark_json(path) else lines).append(path)
+    all_records, sources, files, skipped, notes = [], [], {}, [], []
+    for path in found:
+        got, where = records(path)
+        all_records += got
+        sources += where
+        files[path] = len(got)
+        if not got:
+            notes.append(f"{path} has no benchmarks")
+    if lines:
+        got, where, counts, skipped, notes_jsonl = analysis.read(lines)
+        all_records += got
+        sources += where
+        files.update(counts)
+        notes += notes_jsonl
+    if not all_records:
+        raise RefbenchError(f"no records in {', '.join(files)}; give the JSONL that `refbench run --out` wrote or "
+                            f"a pytest --benchmark-json file")
+    return analysis.Loaded(analysis.to_frame(all_records, sources), files, skipped, notes)

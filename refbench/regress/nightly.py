@@ -1,0 +1,324 @@
+"""``refbench nightly``: tonight's matrix into the history, judged against earlier nights, and DIR/index.html.
+
+A night (``run_nightly``): the matrix is measured into a scratch file in the
+history directory (``.night-<pid>.jsonl``: nothing measured is lost if the
+run dies), pytest-benchmark files given with it are added, and the night is
+judged (``judge_machine``) against the nights before it on the same machine
+(refbench.regress.history). Every matrix cell flagged (regressed or newly failing) is
+measured once more in the same run; the night's value of a cell is its last
+record, so a flag stays only when the rerun agrees. Then the night is stored
+(``DIR/<env_key>/<date>-<commit>.jsonl``), judged again from the history,
+and ``DIR/index.html`` rewritten.
+
+Judging the latest night, per cell: ``newly failing`` when the previous
+night that measured it was ok and it now fails (status: correctness gate;
+a convergence target no longer reached: accuracy gate); ``unstable`` when
+the spread of its step times is above the bound (refbench.regress.compare.spread), or
+the machine was busy while it was timed (refbench.regress.compare.busy; with one or two
+earlier nights, the same of the previous night's record);
+else each metric against the look-back window, the ``window`` nights
+before: with three or more values, a regression is a ratio to the window's
+median beyond the threshold *and* a robust z-score (the log distance over
+1.4826 * MAD of the window's logs, at least ``SPREAD_FLOOR``) beyond
+``Z_BOUND``, conbench's look-back rule made robust; with one or two, the
+previous night's samples decide as in ``refbench compare``.
+
+Over the whole history, each (cell, metric) series gets its change points
+(refbench.regress.changepoints); a regression step is *open* while the series' latest
+level is still worse than the level before the step by more than the
+threshold. The index lists open regressions (first bad night, magnitude,
+commit range) and draws one small trend per series with its change points
+and their commits.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from refbench.records import analysis
+from refbench.records import benchmark_json
+from refbench.regress import history
+from refbench.regress.changepoints import MIN_SEGMENT, change_points
+from refbench.regress.compare import FAILING, METRICS, Metric, busy, judge, machine, memory_floor, short_name, spread
+from refbench.regress.gates import DEFAULT_THRESHOLD, GATES, parse_gates
+from refbench.records.schema import MATRIX_MODES
+from refbench.errors import RefbenchError
+
+WINDOW = 7
+Z_BOUND = 3.0
+SPREAD_FLOOR = 0.01
+LATEST = ["class", "cell", "metric", "value", "baseline", "ratio", "score", "note", "gates", "records"]
+OPEN = ["cell", "metric", "first bad night", "magnitude", "commits", "nights since"]
+
+
+@dataclass
+class Series:
+    cell: str
+    metric: Metric
+    nights: list[int]        # indices into the machine's nights
+    values: list[float]
+
+
+@dataclass
+class MachineVerdict:
+    """One machine's history judged: its nights, series, change points, the latest night and open regressions."""
+
+    env_key: str
+    nights: list[history.Night]
+    series: list[Series]
+    changes: dict[tuple[str, str], list] = field(default_factory=dict)
+    latest: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LATEST))
+    open: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=OPEN))
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failing(self) -> pd.DataFrame:
+        return self.latest[self.latest["gates"]]
+
+
+def judge_machine(nights: Sequence[history.Night], *, threshold: float = DEFAULT_THRESHOLD, window: int = WINDOW,
+                  max_cv: float = analysis.UNSTABLE_CV, fail_on: Sequence[str] = GATES,
+                  judge_busy: bool = False) -> MachineVerdict:
+    """Judge one machine's nights, oldest first (module docstring)."""
+    fail_on = parse_gates(fail_on)
+    frames = [analysis.latest(n.frame) for n in nights]
+    latest_machine = set(machine(frames[-1]))
+    keep = [i for i, f in enumerate(frames) if set(machine(f)) & latest_machine]
+    notes = [f"{len(nights) - len(keep)} earlier nights of {nights[-1].env_key} have another GPU driver: not compared"
+             ] if len(keep) < len(nights) else []
+    nights, frames = [nights[i] for i in keep], [frames[i] for i in keep]
+    by_cell = [f.set_index("cell", drop=False) for f in frames]
+    verdict = MachineVerdict(nights[-1].env_key, list(nights), _series(by_cell), notes=notes)
+    for s in verdict.series:
+        verdict.changes[(s.cell, s.metric.name)] = change_points(s.values, threshold=threshold)
+    rows = [_judge_cell(row, by_cell, nights[-1].frame, threshold, window, max_cv, fail_on, judge_busy)
+            for row in by_cell[-1].to_dict("records")]
+    verdict.latest = pd.DataFrame([r for r in rows if r], columns=LATEST)
+    verdict.open = _open(verdict, threshold)
+    return verdict
+
+
+def _series(by_cell: list[pd.DataFrame]) -> list[Series]:
+    found: dict[tuple[str, str], Series] = {}
+    for i, frame in enumerate(by_cell):
+        for row in frame[frame["status"].eq("ok")].to_dict("records"):
+            for metric in METRICS:
+                value = row.get(metric.name)
+                if _positive(value):
+                    s = found.setdefault((row["cell"], metric.name), Series(row["cell"], metric, [], []))
+                    s.nights.append(i)
+                    s.values.append(float(value))
+    return list(found.values())
+
+
+def _judge_cell(row: dict, by_cell: list[pd.DataFrame], night: pd.DataFrame, threshold: float, window: int,
+                max_cv: float, fail_on: tuple[str, ...], judge_busy: bool) -> dict | None:
+    cell = row["cell"]
+    records = int(night["cell"].eq(cell).sum())
+    earlier = [f.loc[cell] for f in by_cell[:-1] if cell in f.index]
+    before = earlier[-1] if earlier else None
+
+    def out(kind, metric=None, value=None, baseline=None, ratio=None, score=None, note=None, gate=None):
+        return {"class": kind, "cell": cell, "metric": metric, "value": value, "baseline": baseline, "ratio": ratio,
+                "score": score, "note": note, "gates": gate in fail_on, "records": records}
+
+    if before is None:
+        return out("new", note=row["status"] if row["status"] != "ok" else None)
+    if before["status"] == "ok" and row["status"] in FAILING:
+        return out("newly failing", note=f"{row['status']}: {row.get('reason') or ''}".rstrip(": "), gate="correctness")
+    if row["status"] != "ok":
+        return out("failing" if row["status"] in FAILING else row["status"], note=row.get("reason"))
+    if before.get("reached") is True and row.get("reached") is False:
+        return out("newly failing", note="convergence target no longer reached", gate="accuracy")
+    ok = [r for r in earlier[-window:] if r["status"] == "ok"]
+    # Few nights: the previous night's samples decide, so its noise counts as much as tonight's.
+    judged = [row] + (ok[-1:] if len(ok) < 3 else [])
+    disturbed = "" if judge_busy else next((busy(r) for r in judged if busy(r)), "")
+    if disturbed or max(map(spread, judged)) > max_cv:
+        return out("unstable", note=disturbed or f"spread {max(map(spread, judged)):.0%} > {max_cv:.0%}")
+    found = []
+    for metric in METRICS:
+        value = row.get(metric.name)
+        history_values = [float(r[metric.name]) for r in ok if _positive(r.get(metric.name))]
+        if not _positive(value) or not history_values:
+            continue
+        found.append(_metric_verdict(metric, float(value), history_values, row, ok[-1], threshold))
+    changed = [f for f in found if f["class"] != "unchanged"]
+    gated = [f for f in changed if f["class"] == "regressed" and f["metric"].gate in fail_on]
+    pick = (gated or changed or found or [None])[0]
+    if pick is None:
+        return out("unchanged")
+    return out(pick["class"], pick["metric"].name, pick["value"], pick["baseline"], pick["ratio"], pick["score"],
+               note=", ".join(f"{f['metric'].name} {f['class']} {f['ratio']:.3g}x" for f in changed) or None,
+               gate=pick["metric"].gate if pick["class"] == "regressed" else None)
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _metric_verdict(metric: Metric, value: float, values: list[float], row: dict, previous, threshold: float) -> dict:
+    """The latest value against the window (three or more nights) or the previous night's samples."""
+    if len(values) >= 3:
+        logs = np.log(values)
+        centre = float(np.median(logs))
+        scale = max(1.4826 * float(np.median(np.abs(logs - centre))), SPREAD_FLOOR)
+        distance = math.log(value) - centre
+        worse = -distance if metric.higher_is_better else distance
+        score = worse / scale
+        ratio = math.exp(distance)
+        beyond = abs(distance) > math.log1p(threshold) and abs(score) > Z_BOUND
+        if metric.gate == "memory":
+            beyond = beyond and abs(value - math.exp(centre)) >= memory_floor(row)
+        kind = "unchanged" if not beyond else "regressed" if worse > 0 else "improved"
+        return {"class": kind, "metric": metric, "value": value, "baseline": math.exp(centre), "ratio": ratio,
+                "score": score}
+    base = float(previous[metric.name])
+    verdict = judge(metric, base, value, threshold=threshold,
+                    base_samples=previous.get("latency_ms.samples") if metric.timed else None,
+                    new_samples=row.get("latency_ms.samples") if metric.timed else None,
+                    memory_floor=memory_floor(row, previous))
+    return {"class": verdict.change, "metric": metric, "value": value, "baseline": base, "ratio": verdict.ratio,
+            "score": verdict.p_value}
+
+
+def _open(verdict: MachineVerdict, threshold: float) -> pd.DataFrame:
+    rows = []
+    nights = verdict.nights
+    for s in verdict.series:
+        values = np.asarray(s.values)
+        current = float(np.median(values[-MIN_SEGMENT:]))
+        for change in verdict.changes[(s.cell, s.metric.name)]:
+            before = float(np.median(values[max(0, change.index - MIN_SEGMENT * 2):change.index]))
+            worse = (before / current) if s.metric.higher_is_better else (current / before)
+            stepped_worse = (change.ratio < 1) == s.metric.higher_is_better
+            if stepped_worse and worse > 1 + threshold:
+                first, last_good = nights[s.nights[change.index]], nights[s.nights[change.index - 1]]
+                rows.append({"cell": s.cell, "metric": s.metric.name, "first bad night": first.path.stem,
+                             "magnitude": change.ratio, "commits": f"{last_good.commit}..{first.commit}",
+                             "nights since": len(nights) - 1 - s.nights[change.index]})
+    covered = {(r["cell"], r["metric"]) for r in rows}
+    if len(nights) >= 2:
+        for flag in verdict.latest[verdict.latest["class"].eq("regressed")].to_dict("records"):
+            if (flag["cell"], flag["metric"]) not in covered:
+                rows.append({"cell": flag["cell"], "metric": flag["metric"], "first bad night": nights[-1].path.stem,
+                             "magnitude": flag["ratio"], "commits": f"{nights[-2].commit}..{nights[-1].commit}",
+                             "nights since": 0})
+    return pd.DataFrame(rows, columns=OPEN)
+
+
+@dataclass
+class NightlyResult:
+    stored: list[Path]
+    index: Path
+    machines: list[MachineVerdict]
+    reruns: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(len(m.failing) for m in self.machines) else 0
+
+
+def judge_history(directory: str | os.PathLike, *, env_keys: Sequence[str] | None = None,
+                  **options) -> tuple[list[MachineVerdict], list[str]]:
+    """Every machine's history under ``directory`` judged (``env_keys``: only those machines)."""
+    found, notes = history.nights(directory)
+    verdicts = []
+    for env_key in dict.fromkeys(n.env_key for n in found):
+        if env_keys is None or env_key in env_keys:
+            verdicts.append(judge_machine([n for n in found if n.env_key == env_key], **options))
+    return verdicts, notes
+
+
+def run_nightly(directory: str | os.PathLike, *, matrix=None, benchmark_files: Sequence[str] = (), run: bool = True,
+                isolation: str = "forkserver", time_budget_s: float | None = None,
+                on_record: Callable[[dict], None] = lambda r: None, **options) -> NightlyResult:
+    """Measure, store and judge a night (module docstring); ``run=False`` only judges the history."""
+    directory = history.check_dir(directory)
+    earlier, notes = history.nights(directory)     # a history that cannot be read fails before anything runs
+    for path in benchmark_files:
+        if not os.path.isfile(path) or not benchmark_json.is_benchmark_json(path):
+            raise RefbenchError(f"{path} is not a pytest-benchmark file; give one `pytest --benchmark-json` wrote")
+    if not run:
+        if not earlier:
+            raise RefbenchError(f"nothing to judge: {directory} holds no nights; run `refbench nightly --history "
+                                f"{directory} --workloads ...` first")
+        machines, notes = judge_history(directory, **options)
+        return NightlyResult([], write_index(directory, machines, notes), machines, notes=notes)
+    if matrix is None and not benchmark_files:
+        raise RefbenchError("a night needs something to measure: --workloads (a matrix) or --benchmark-json FILE")
+    from refbench.records.store import read_results
+
+    scratch = directory / f".night-{os.getpid()}.jsonl"
+    records = []
+    if matrix is not None:
+        from refbench.run.runner import run_matrix
+
+        records += run_matrix(matrix, scratch, isolation=isolation, time_budget_s=time_budget_s, on_record=on_record)
+    for path in benchmark_files:
+        records += benchmark_json.records(path)[0]
+    reruns = _flagged_matrix_cells(earlier, records, options)
+    for cell in reruns:
+        records += _rerun(cell, matrix, scratch, isolation, on_record)
+    if scratch.exists():
+        records = [*read_results(scratch), *[r for r in records if r.get("mode") == benchmark_json.MODE]]
+    stored = history.store(directory, records)
+    scratch.unlink(missing_ok=True)
+    tonight = sorted({p.parent.name for p in stored})
+    machines, notes = judge_history(directory, env_keys=tonight, **options)
+    return NightlyResult(stored, write_index(directory, *judge_history(directory, **options)), machines,
+                         len(reruns), notes)
+
+
+def _flagged_matrix_cells(earlier: list[history.Night], records: list[dict], options: dict) -> list[dict]:
+    """Tonight's matrix records whose cells the first look flags (regressed or newly failing, gated)."""
+    tonight = analysis.to_frame(records)
+    flagged = []
+    for env_key, frame in tonight.groupby("env_key"):
+        nights = [n for n in earlier if n.env_key == env_key]
+        if not nights:
+            continue
+        provisional = history.Night(Path("tonight"), env_key, "", "", frame)
+        cells = set(judge_machine([*nights, provisional], **options).failing["cell"])
+        flagged += [r for r, c in zip(records, tonight["cell"]) if c in cells and r.get("mode") in MATRIX_MODES]
+    return flagged
+
+
+def _rerun(record: dict, matrix, scratch: Path, isolation: str, on_record) -> list[dict]:
+    from refbench.run.matrix import Matrix
+    from refbench.run.runner import run_matrix
+
+    again = Matrix(workloads=[record["workload"]], backends=[record["backend"]], modes=[record["mode"]],
+                   batch_sizes=[record["batch_size"]], variants={record["workload"]: record.get("variant") or {}},
+                   settings=matrix.settings)
+    return run_matrix(again, scratch, isolation=isolation, on_record=on_record)
+
+
+def write_index(directory: Path, machines: list[MachineVerdict], notes: list[str]) -> Path:
+    from refbench.regress import page as _nightly_page
+
+    return _nightly_page.write(directory, machines, notes)
+
+
+def summary_lines(result: NightlyResult) -> list[str]:
+    """What a night says in the terminal: where it went, each machine's verdict, and every gating cell."""
+    lines = [f"stored {', '.join(map(str, result.stored))}" if result.stored else "measured nothing (--no-run)"]
+    if result.reruns:
+        lines.append(f"{result.reruns} flagged cells measured once more; a flag stays only when the rerun agrees")
+    for m in result.machines:
+        counts = m.latest["class"].value_counts()
+        lines.append(f"{m.env_key}: night {m.nights[-1].path.stem} of {len(m.nights)}: "
+                     + ", ".join(f"{n} {c}" for c, n in counts.items()) + f"; {len(m.open)} open regressions")
+        for row in m.failing.to_dict("records"):
+            what = (f"{short_name(row['metric'])} {row['ratio']:.3f}x of the window" if row["metric"] else row["note"])
+            again = " (measured twice: the rerun agrees)" if row["records"] > 1 else ""
+            lines.append(f"  {row['class']}: {row['cell']}: {what}{again}")
+    lines.append(f"page: {result.index}")
+    return lines

@@ -1,0 +1,373 @@
+"""``refbench converge``: workloads x variants x backends x seeds, a record per seed, a summary per group.
+
+A group is one workload, variant and backend trained to one target with one
+recipe and budget; it runs ``seeds`` seeds (0, 1, ...), each one
+``refbench.run.convergence.converge`` run whose record is appended as soon as it
+ends. When a group's seeds are done its summary record follows
+(refbench.run.parity.group_summary): the mean over the seeds decides the target
+(status ``ok`` or ``missed``), and every backend other than its device's
+fp32 eager base (``cpu``, ``cuda``) gets a parity verdict against that base
+on the same seeds. The base is added to the backends when it is not asked
+for, and runs first. ``as_written`` trains each workload's ``as_written=True``
+variant beside the fixed default; its summaries say what the document's bugs
+cost (``as_written``).
+
+Records: a per-seed record has ``metrics.seed``; a summary record has
+``metrics.seeds`` (and no ``seed``); a group that cannot run at all is one
+summary record with status ``skipped``. ``resume`` skips the seeds that
+already have a finished record in the output file (``timeout``, ``error``
+and ``not_run`` are run again) and writes the group's summary again from all
+its records; the last summary of a group is the current one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from refbench.harness import backends
+from refbench.run.convergence import converge, skip_reason, target_of
+from refbench.run.parity import group_summary
+from refbench.run.progress import Progress
+from refbench.records.schema import make_record, new_run_id
+from refbench.records.store import ResultWriter, read_results
+from refbench.run.settings import threads_option
+from refbench.report.tables import fmt
+from refbench.models import Workload, get_workload
+from refbench.errors import RefbenchError
+
+AS_WRITTEN = "as_written"   # the variant option that builds a model as its document wrote it
+RETRY_STATUSES = ("timeout", "error", "not_run")   # seeds a resumed run trains again (refbench.run.runner's rule)
+
+
+@dataclass
+class Convergence:
+    """What ``refbench converge`` is asked to train; ``validate`` checks it all before anything trains."""
+
+    workloads: list[str]                  # names or shell patterns; "all" is every registered workload
+    backends: list[str] = field(default_factory=lambda: ["cpu"])
+    target: str = "quick"
+    recipe: str | None = None             # None: each target's own
+    seeds: int = 3
+    as_written: bool = False
+    max_steps: int | None = None          # replaces the targets' step budgets
+    wall_cap_s: float | None = None       # replaces the targets' wall caps
+    threads: int | str | None = 1
+    data_dir: str | None = None
+
+    def validate(self) -> None:
+        for name, value, ok in (("--seeds", self.seeds, isinstance(self.seeds, int) and self.seeds >= 1),
+                                ("--max-steps", self.max_steps, self.max_steps is None
+                                 or (isinstance(self.max_steps, int) and self.max_steps >= 1)),
+                                ("--wall-cap", self.wall_cap_s, self.wall_cap_s is None or self.wall_cap_s > 0)):
+            if not ok:
+                raise RefbenchError(f"{name} must be positive, got {value!r}")
+        if self.threads is not None:
+            try:
+                threads_option(str(self.threads))
+            except Exception:
+                raise RefbenchError(f"--threads takes a positive integer or all, got {self.threads!r}") from None
+        if self.data_dir is not None and not os.path.isdir(self.data_dir):
+            raise RefbenchError(f"--data-dir {self.data_dir} is not a directory; give the folder that holds the data sets")
+        if not self.backends:
+            raise RefbenchError("no backends given; use --backends cpu,cpu+compile,...")
+        for name in self.backends:
+            backends.resolve(name)
+        for name in self.workload_names():
+            workload = get_workload(name)
+            target_of(workload, self.target)
+            if self.recipe is not None:
+                workload.recipe(self.recipe)
+
+    def workload_names(self) -> list[str]:
+        """The workloads asked for; with ``as_written``, those that have the variant."""
+        from refbench.run.matrix import Matrix
+
+        if not self.workloads:
+            raise RefbenchError("no workloads given; use --workloads NAME,... or all")
+        names = Matrix(workloads=self.workloads, backends=self.backends).workload_names()
+        if not self.as_written:
+            return names
+        plain = [n for n in self.workloads if n != "all" and not any(c in n for c in "*?[")]
+        lacking = [n for n in plain if AS_WRITTEN not in get_workload(n).variants]
+        having = [n for n in names if AS_WRITTEN in get_workload(n).variants]
+        if lacking or not having:
+            raise RefbenchError(f"--as-written: {', '.join(lacking) or 'none of these workloads'} "
+                                f"{'has' if len(lacking) == 1 else 'have'} no {AS_WRITTEN} variant; workloads "
+                                f"with one: {', '.join(n for n in _all_names() if _has_as_written(n)) or 'none yet'}")
+        return having
+
+    def backend_order(self) -> list[str]:
+        """The backends asked for, each device's fp32 eager base first (added when not asked for)."""
+        order: list[str] = []
+        for name in self.backends:
+            base = backends.resolve(name).device
+            if base not in order:
+                order.append(base)
+        return order + [name for name in self.backends if name not in order]
+
+    def groups(self) -> list["Group"]:
+        self.validate()
+        groups = []
+        for name in self.workload_names():
+            workload = get_workload(name)
+            target = target_of(workload, self.target, max_steps=self.max_steps, wall_cap_s=self.wall_cap_s)
+            variants = [{AS_WRITTEN: False}, {AS_WRITTEN: True}] if self.as_written else [{}]
+            for asked in variants:
+                for name_ in self.backend_order():
+                    backend = backends.resolve(name_)
+                    skip = skip_reason(workload, backend)
+                    asked_variant = {**target.variant, **asked}
+                    variant = workload.resolve_variant(**asked_variant) if skip else \
+                        backend.variant_for(workload, asked_variant)
+                    groups.append(Group(workload=name, asked=asked, variant=variant, backend=name_,
+                                        base=None if name_ == backend.device else backend.device,
+                                        recipe=self.recipe or target.recipe, target=self.target,
+                                        budget={"max_epochs": target.max_epochs, "max_steps": target.max_steps},
+                                        skip=skip))
+        return groups
+
+
+def _all_names() -> list[str]:
+    from refbench.models import list_models
+
+    return list_models()
+
+
+def _has_as_written(name: str) -> bool:
+    return AS_WRITTEN in get_workload(name).variants
+
+
+@dataclass(frozen=True)
+class Group:
+    """One workload, variant and backend trained to one target with one recipe and budget."""
+
+    workload: str
+    asked: dict[str, Any]        # the variant options asked for (as_written), before defaults
+    variant: dict[str, Any]      # the variant built, defaults filled in
+    backend: str
+    base: str | None             # the parity base; None: this group is a base
+    recipe: str
+    target: str
+    budget: dict[str, int | None]
+    skip: str | None = None
+
+    def key(self) -> tuple:
+        return (self.workload, json.dumps(self.variant, sort_keys=True), self.backend, self.target, self.recipe,
+                json.dumps(self.budget, sort_keys=True))
+
+    def label(self) -> str:
+        written = " as-written" if self.asked.get(AS_WRITTEN) else ""
+        return f"{self.workload}{written} {self.backend}"
+
+
+def record_key(record: dict[str, Any]) -> tuple:
+    """The group key of a ``converge`` record (``Group.key``)."""
+    metrics = record.get("metrics") or {}
+    return (record["workload"], json.dumps(record.get("variant") or {}, sort_keys=True), record["backend"],
+            metrics.get("target"), metrics.get("recipe"), json.dumps(metrics.get("budget"), sort_keys=True))
+
+
+def run_convergence(request: Convergence, *, out: str | os.PathLike | None = None, resume: bool = False,
+                    progress: Progress | None = None, on_summary: Callable[[dict], None] = lambda r: None
+                    ) -> list[dict[str, Any]]:
+    """Train every group of ``request`` (module docstring); return the records this call appended."""
+    groups = request.groups()
+    if resume and out is None:
+        raise RefbenchError("--resume needs --out: the file whose finished runs are skipped")
+    history = [r for r in read_results(out) if r.get("mode") == "converge"] \
+        if resume and out is not None and os.path.exists(out) else []
+    session = _Session(request, history, progress or Progress(len(groups) * request.seeds, terminal=False))
+    writer = ResultWriter(out) if out is not None else None
+    try:
+        for group in groups:
+            for record in session.run_group(group, groups):
+                if writer:
+                    writer.append(record)
+                if "seeds" in record["metrics"]:
+                    on_summary(record)
+    finally:
+        if writer:
+            writer.close()
+        session.progress.close()
+    return session.appended
+
+
+class _Session:
+    """The records of one ``converge`` call, earlier ones included when resuming."""
+
+    def __init__(self, request: Convergence, history: list[dict], progress: Progress):
+        from refbench.harness.machine import collect_env
+        from refbench.harness.step import set_threads
+
+        self.request, self.records, self.progress = request, list(history), progress
+        self.appended: list[dict] = []
+        set_threads(request.threads)   # so the environment records the threads the runs use
+        self.run_id, self.env = new_run_id(), collect_env()
+        self.workloads: dict[str, Workload] = {}
+
+    def _workload(self, name: str) -> Workload:
+        """One instance per workload for the whole call (a GAN caches its untrained generator's FID)."""
+        if name not in self.workloads:
+            self.workloads[name] = get_workload(name)
+        return self.workloads[name]
+
+    def run_group(self, group: Group, groups: list[Group]):
+        """Yield the group's new records: its seeds' and then its summary."""
+        seeds = list(range(self.request.seeds))
+        skip = group.skip or next((r["error"] for r in self._group_records(group, summaries=True)
+                                   if r["status"] == "skipped"), None)
+        new = 0
+        for seed in seeds:
+            if skip:
+                break
+            if self._finished(group, seed):
+                self.progress.done(f"{group.label()} seed {seed}: finished earlier (resumed)")
+                continue
+            record = self._run_seed(group, seed)
+            if record["status"] == "skipped":
+                skip = record["error"]
+                break
+            new += 1
+            yield self._keep(record)
+            self.progress.done(_seed_line(group, record))
+        if skip:
+            self.progress.done(f"{group.label()}: skipped ({skip})", units=len(seeds) - new)
+            if not any(r["status"] == "skipped" for r in self._group_records(group, summaries=True)):
+                yield self._keep(self._record(group, "skipped", skip, {**self._identity(group), "seeds": {
+                    "asked": seeds}}))
+            return
+        if new or not self._group_records(group, summaries=True):
+            yield self._keep(self._summary(group, groups, seeds))
+
+    # ----- one seed -----
+
+    def _run_seed(self, group: Group, seed: int) -> dict:
+        request = self.request
+        workload = self._workload(group.workload)
+        identity = {**self._identity(group), "seed": seed}
+        try:
+            run = converge(workload, group.target, backend=group.backend, seed=seed, recipe=group.recipe,
+                           variant=group.asked, data_dir=request.data_dir, max_steps=request.max_steps,
+                           wall_cap_s=request.wall_cap_s, threads=request.threads,
+                           on_eval=lambda p: self.progress.note(
+                               f"{group.label()} seed {seed}: step {p.step}, "
+                               + ", ".join(f"{k} {v:.4f}" for k, v in list(p.metrics.items())[:1])))
+        except backends.SkipCell as exc:
+            return self._record(group, "skipped", str(exc), identity)
+        except RefbenchError as exc:
+            return self._record(group, "error", str(exc), identity)
+        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+            return self._record(group, "oom", f"{type(exc).__name__}: {exc}"[:2000], identity)
+        except Exception as exc:  # the run's own failure: a record, and the next run goes on
+            from refbench.run.worker import error_tail
+
+            status = "oom" if "can't allocate memory" in str(exc) or "out of memory" in str(exc) else "error"
+            return self._record(group, status, error_tail(traceback.format_exc()), identity)
+        return make_record(run_id=self.run_id, env=self.env, workload=run.workload, variant=run.variant,
+                           backend=run.backend, mode="converge", batch_size=run.batch_size, dataset=run.dataset,
+                           status=run.status, error=run.error, metrics=run.metrics())
+
+    def _identity(self, group: Group) -> dict[str, Any]:
+        """What every record of the group says, run or not."""
+        workload = self._workload(group.workload)
+        target = workload.targets[group.target]
+        return {"target": group.target, "target_metric": target.metric, "threshold": target.threshold,
+                "higher_is_better": target.higher_is_better, "task": workload.task, "recipe": group.recipe,
+                "budget": group.budget}
+
+    # ----- the group's summary -----
+
+    def _summary(self, group: Group, groups: list[Group], seeds: list[int]) -> dict:
+        runs = self._seed_records(group, seeds)
+        base = next((g for g in groups if g.base is None and g.workload == group.workload
+                     and g.asked == group.asked and g.backend == group.base), None)
+        fixed = next((g for g in groups if g.workload == group.workload and g.backend == group.backend
+                      and g.asked.get(AS_WRITTEN) is False), None) if group.asked.get(AS_WRITTEN) else None
+        status, error, metrics = group_summary(
+            runs, base=group.base, base_records=self._seed_records(base, seeds) if base else [],
+            fixed_records=self._seed_records(fixed, seeds) if fixed else None)
+        dataset = next((r["dataset"] for r in runs if r["dataset"]), None)
+        record = self._record(group, status, error, metrics, dataset=dataset)
+        self.progress.done(_summary_line(group, record), units=0)
+        return record
+
+    def _seed_records(self, group: Group, seeds: list[int]) -> list[dict]:
+        """The latest record of each seed of ``group``."""
+        latest = {r["metrics"]["seed"]: r for r in self._group_records(group) if r["metrics"]["seed"] in seeds}
+        return [latest[s] for s in sorted(latest)]
+
+    def _group_records(self, group: Group, *, summaries: bool = False) -> list[dict]:
+        key = group.key()
+        return [r for r in self.records if record_key(r) == key and ("seeds" in r["metrics"]) == summaries]
+
+    def _finished(self, group: Group, seed: int) -> bool:
+        return any(r["metrics"]["seed"] == seed and r["status"] not in RETRY_STATUSES
+                   for r in self._group_records(group))
+
+    def _record(self, group: Group, status: str, error: str | None, metrics: dict, *, dataset=None) -> dict:
+        workload = self._workload(group.workload)
+        return make_record(run_id=self.run_id, env=self.env, workload=group.workload, variant=group.variant,
+                           backend=group.backend, mode="converge", dataset=dataset, status=status, error=error,
+                           batch_size=workload.recipe(group.recipe).batch_size, metrics=metrics)
+
+    def _keep(self, record: dict) -> dict:
+        self.records.append(record)
+        self.appended.append(record)
+        return record
+
+
+def _seed_line(group: Group, record: dict) -> str:
+    m = record["metrics"]
+    if record["status"] not in ("ok", "timeout"):
+        return f"{group.label()} seed {m['seed']}: {record['status']} ({(record['error'] or '').splitlines()[0][:160]})"
+    reached = (f"target reached after {m['time_to_target_s']:.1f} s of training" if m["reached"]
+               else "target not reached")
+    final = "NaN" if m["final"] is None else f"{m['final']:.4f}"
+    line = (f"{group.label()} seed {m['seed']}: {m['target_metric']} {final} after {m['steps']} steps, {reached}; "
+            f"train {m['train_s']:.1f} s (first step {m['first_step_s']:.1f} s), eval {m['eval_s']:.1f} s")
+    return line + (f"; {record['status']}: {record['error']}" if record["status"] != "ok" else "")
+
+
+def _summary_line(group: Group, record: dict) -> str:
+    m = record["metrics"]
+    seeds = m["seeds"]
+    if seeds.get("mean") is None:
+        text = f"{group.label()}: {record['status']}"
+    else:
+        text = (f"{group.label()}: {m['target_metric']} mean {seeds['mean']:.4f} ± {seeds['std']:.4f} "
+                f"(min {seeds['min']:.4f}) over {seeds['n']} seeds -> {record['status']}")
+    parity = m.get("parity")
+    if parity and parity.get("ok") is not None:
+        text += (f"; parity with {parity['base']}: {parity['delta']:+.4f} (margin {parity['margin']:.4f}) "
+                 f"{'ok' if parity['ok'] else 'MISSED'}" + (f", FLAG: {parity['flag']}" if parity.get("flag") else ""))
+    if record["error"] and record["status"] != "missed":
+        text += f" ({record['error'].splitlines()[0][:160]})"
+    return text
+
+
+def summary_row(record: dict) -> dict[str, Any]:
+    """A summary record as a row of the console table."""
+    m = record["metrics"]
+    seeds, parity, written = m.get("seeds") or {}, m.get("parity") or {}, m.get("as_written") or {}
+
+    return {
+        "workload": record["workload"] + (" as-written" if (record.get("variant") or {}).get(AS_WRITTEN) else ""),
+        "backend": record["backend"], "status": record["status"], "seeds": fmt(seeds.get("n"), "d"),
+        "metric": m.get("target_metric"), "target": m.get("threshold"),
+        "mean": fmt(seeds.get("mean"), ".4f"), "std": fmt(seeds.get("std"), ".4f"),
+        "min": fmt(seeds.get("min"), ".4f"),
+        "to target s": fmt(m.get("time_to_target_s"), ".1f"), "steps": fmt(m.get("steps_to_target"), ".0f"),
+        "train s": fmt(m.get("train_s"), ".1f"),
+        "parity": "-" if parity.get("ok") is None else (
+            f"{parity['delta']:+.4f} {'ok' if parity['ok'] else 'MISS'}" + (" FLAG" if parity.get("flag") else "")),
+        "vs fixed": fmt(written.get("delta"), "+.4f"),
+    }
+
+
+SUMMARY_COLUMNS = ["workload", "backend", "status", "seeds", "metric", "target", "mean", "std", "min",
+                   "to target s", "steps", "train s", "parity", "vs fixed"]

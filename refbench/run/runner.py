@@ -1,0 +1,269 @@
+"""Run a matrix of cells (workload x variant x backend x mode x batch size), one process per cell.
+
+Each cell runs in a child process with a timeout (refbench.run.worker); what the
+child cannot report itself becomes a record too: a hang is ``timeout``, a
+crash ``error`` (``oom`` when the dying words say out of memory), each with
+the tail of the child's output, and the matrix goes on. Records are
+appended and flushed as each cell ends; ``resume`` skips cells already in
+the output file, ``shard=(i, n)`` keeps every n-th cell starting at the
+i-th (1-based), so n machines split a matrix without talking to each other.
+
+Children come from a fork server that has imported torch and the workloads
+once (``isolation="forkserver"``, the default): a fresh interpreter per cell
+(``"subprocess"``, ``python -m refbench.run.worker``) costs seconds of imports per
+cell on a small CPU. The fork server never initialises CUDA, so every
+child starts with its own CUDA context. ``"inline"`` measures in this process
+(for debugging and for ``refbench validate``'s comparison).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from refbench.harness.machine import collect_env
+from refbench.run.matrix import Cell, Matrix
+from refbench.records.schema import MATRIX_MODES, STATUSES, cell_key, new_run_id
+from refbench.records.store import ResultWriter, read_results
+from refbench.run.settings import Settings
+from refbench.run.throughput import Outcome
+from refbench.errors import RefbenchError
+
+ISOLATIONS = ("forkserver", "subprocess", "inline")
+# Cells a resumed run measures again: those that never got to finish.
+RETRY_STATUSES = ("timeout", "error", "not_run")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/4"`` -> (2, 4); the index is 1-based."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise RefbenchError(f"--shard takes i/n such as 1/4, got {text!r}") from None
+    if count < 1 or not 1 <= index <= count:
+        raise RefbenchError(f"--shard {text}: need 1 <= i <= n")
+    return index, count
+
+
+def select(cells: list[Cell], *, shard: tuple[int, int] | None = None,
+           done: Iterable[tuple] = ()) -> list[Cell]:
+    """The cells this run measures: its shard's, less those already done."""
+    if shard is not None:
+        index, count = shard
+        cells = cells[index - 1::count]
+    finished = set(done)
+    return [c for c in cells if c.key() not in finished]
+
+
+def finished_keys(path: str | os.PathLike, retry: Iterable[str] = ()) -> set[tuple]:
+    """Cell keys with a final record in ``path`` (``RETRY_STATUSES`` and ``retry`` are measured again)."""
+    if not Path(path).exists():
+        return set()
+    again = {*RETRY_STATUSES, *retry}
+    return {cell_key(r) for r in read_results(path) if r.get("mode") in MATRIX_MODES and r["status"] not in again}
+
+
+def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False, retry: Iterable[str] = (),
+               shard: tuple[int, int] | None = None, isolation: str = "forkserver",
+               time_budget_s: float | None = None, on_record: Callable[[dict], None] = lambda r: None,
+               on_start: Callable[[int], None] = lambda n: None) -> list[dict]:
+    """Run the cells of ``matrix`` (module docstring); return the records appended to ``out``.
+
+    Records a killed earlier run finished but never appended (left in the
+    cells' scratch folder next to ``out``) are appended first. ``on_start``
+    hears how many cells this run will measure.
+    """
+    if isolation not in ISOLATIONS:
+        raise RefbenchError(f"unknown isolation {isolation!r}; use one of {', '.join(ISOLATIONS)}")
+    if time_budget_s is not None and time_budget_s <= 0:
+        raise RefbenchError(f"--time-budget must be positive, got {time_budget_s:g}")
+    bad_retry = sorted(set(retry) - set(STATUSES))
+    if bad_retry:
+        raise RefbenchError(f"--retry {', '.join(bad_retry)}: not a status; statuses: {', '.join(STATUSES)}")
+    cells = matrix.cells()
+    settings = matrix.settings
+    from refbench.harness.step import set_threads
+
+    set_threads(settings.threads)  # so the environment records the threads the cells use
+    run_id, env = new_run_id(), collect_env()
+    records = []
+    with ResultWriter(out) as writer:
+        launcher = _Launcher(isolation, settings.timeout_s, _scratch(out))
+        for record in launcher.leftovers():
+            writer.append(record)
+            records.append(record)
+            on_record(record)
+        cells = select(cells, shard=shard, done=finished_keys(out, retry) if resume else ())
+        on_start(len(cells))
+        started = time.perf_counter()
+        for cell in cells:
+            if cell.skip:
+                record = cell.record(Outcome("skipped", cell.skip), run_id=run_id, env=env)
+            elif time_budget_s is not None and time.perf_counter() - started > time_budget_s:
+                record = cell.record(Outcome("not_run", f"the matrix's time budget of {time_budget_s:g} s was "
+                                                           "used up before this cell started; `--resume` runs it"),
+                                   run_id=run_id, env=env)
+            else:
+                record = launcher.run(cell, settings, run_id=run_id, env=env)
+            writer.append(record)
+            launcher.done(record)
+            records.append(record)
+            on_record(record)
+    return records
+
+
+def run_cell(cell: Cell, settings: Settings | None = None, *, isolation: str = "forkserver") -> dict:
+    """Measure one cell (``refbench.run.matrix.plan_cell`` makes one) and return its record, written nowhere."""
+    settings = settings or Settings()
+    settings.validate()
+    run_id, env = new_run_id(), collect_env()
+    if cell.skip:
+        return cell.record(Outcome("skipped", cell.skip), run_id=run_id, env=env)
+    with tempfile.TemporaryDirectory(prefix="refbench-cells-") as scratch:
+        return _Launcher(isolation, settings.timeout_s, Path(scratch)).run(cell, settings, run_id=run_id, env=env)
+
+
+def _scratch(out: str | os.PathLike) -> Path:
+    """Where the cells of a run writing ``out`` keep their record and log until the record is appended."""
+    out = Path(out)
+    return out.parent / f".{out.name}.cells"
+
+
+class _Launcher:
+    """Starts one child per cell and turns whatever happens to it into a record.
+
+    Each child works in its own folder of the scratch folder, named after
+    this runner's pid; the child writes its whole record there, and the
+    folder is removed once the record is in the results file (``done``).
+    """
+
+    def __init__(self, isolation: str, timeout_s: float, scratch: Path):
+        self.isolation, self.timeout_s, self.scratch = isolation, timeout_s, scratch
+        self._count = 0
+        self._current: Path | None = None
+        if isolation == "forkserver":
+            # The fork server inherits this environment when it starts. Asking NVML, not the CUDA
+            # driver, whether there is a GPU keeps the server free of CUDA state, which a forked
+            # child could not use.
+            os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+            self.context = multiprocessing.get_context("forkserver")
+            self.context.set_forkserver_preload(["refbench.run.worker"])
+
+    def leftovers(self) -> list[dict]:
+        """Records that cells of runs no longer alive finished but did not append; their folders are removed."""
+        from refbench.run.worker import alive
+
+        records = []
+        for folder in sorted(self.scratch.glob("cell-*")) if self.scratch.is_dir() else []:
+            try:
+                pid = int(folder.name.split("-")[1])
+            except (IndexError, ValueError):
+                continue
+            if pid == os.getpid() or alive(pid):
+                continue   # another run writing to the same file is still at work
+            record = folder / "record.json"
+            if record.exists():
+                with contextlib.suppress(ValueError, OSError):
+                    records.append(json.loads(record.read_text(encoding="utf-8")))
+            shutil.rmtree(folder, ignore_errors=True)
+        self._remove_scratch_if_empty()
+        return records
+
+    def run(self, cell: Cell, settings: Settings, *, run_id: str, env: dict) -> dict:
+        if self.isolation == "inline":
+            from refbench.run.worker import execute
+
+            return cell.record(execute(cell, settings), run_id=run_id, env=env)
+        self._count += 1
+        folder = self.scratch / f"cell-{os.getpid()}-{self._count}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RefbenchError(f"cannot create {folder}: {exc.strerror}; free space or choose another --out") from None
+        self._current = folder
+        payload = {"cell": cell.to_dict(), "settings": settings.to_dict(), "runner_pid": os.getpid(),
+                   "run_id": run_id, "env": env}
+        record, log = folder / "record.json", folder / "log.txt"
+        exitcode, timed_out = self._start(payload, str(record), str(log), folder)
+        if record.exists():
+            with contextlib.suppress(ValueError, OSError):
+                return json.loads(record.read_text(encoding="utf-8"))
+        outcome = self._failure(exitcode, timed_out, log.read_text(errors="replace") if log.exists() else "")
+        return cell.record(outcome, run_id=run_id, env=env)
+
+    def done(self, record: dict) -> None:
+        """The last cell's record is in the results file: its folder can go."""
+        if self._current is not None:
+            shutil.rmtree(self._current, ignore_errors=True)
+            self._current = None
+            self._remove_scratch_if_empty()
+
+    def _remove_scratch_if_empty(self) -> None:
+        with contextlib.suppress(OSError):
+            self.scratch.rmdir()
+
+    def _start(self, payload: dict, record: str, log: str, folder: Path) -> tuple[int | None, bool]:
+        """Run the child to its end or its timeout; any interruption (Ctrl-C, SIGTERM) kills its group first."""
+        launched_at = time.time()
+        if self.isolation == "forkserver":
+            from refbench.run.worker import run_child
+
+            process = self.context.Process(target=run_child, args=(payload, record, log, launched_at), daemon=True)
+            process.start()
+            try:
+                process.join(self.timeout_s)
+                timed_out = process.is_alive()
+            finally:
+                if process.is_alive():
+                    _kill_group(process.pid)
+                    process.kill()
+                    process.join()
+            return process.exitcode, timed_out
+        payload_path = folder / "payload.json"
+        payload_path.write_text(json.dumps(payload, default=str), encoding="utf-8")
+        with open(log, "wb") as log_file:
+            child = subprocess.Popen([sys.executable, "-m", "refbench.run.worker", str(payload_path), record,
+                                      repr(launched_at)], stdout=log_file, stderr=subprocess.STDOUT,
+                                     start_new_session=True, cwd=Path(__file__).resolve().parents[2])
+            try:
+                return child.wait(self.timeout_s), False
+            except subprocess.TimeoutExpired:
+                return None, True
+            finally:
+                if child.poll() is None:
+                    _kill_group(child.pid)
+                    child.kill()
+                    child.wait()
+
+    def _failure(self, exitcode: int | None, timed_out: bool, log: str) -> Outcome:
+        from refbench.run.worker import error_tail
+
+        tail = error_tail(log)
+        said = f"; its last output: {tail}" if tail else ""
+        if timed_out:
+            return Outcome("timeout", f"no result within {self.timeout_s:g} s, killed{said}")
+        how = (f"killed by {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0
+               else f"exit status {exitcode}")
+        if "out of memory" in log.lower():
+            return Outcome("oom", f"the worker died ({how}) out of memory{said}")
+        if exitcode == -signal.SIGKILL:
+            return Outcome("oom", f"the worker was killed by SIGKILL without a result, which on Linux is most "
+                                  f"often the kernel's out-of-memory killer{said}")
+        return Outcome("error", f"the worker died ({how}) without a result{said}")
+
+
+def _kill_group(pid: int) -> None:
+    """Kill the child's process group (it called setsid), so compile workers it started die with it."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,94 @@
+"""refbench bisect on a tiny scratch repository whose cell is measured by an injected command."""
+import json
+import subprocess
+
+import pytest
+
+from refbench.regress.bisect import parse_cell
+from refbench.cli import main
+
+# Writes a record of the cell "toy | cpu | train | bs=4" whose step times centre on the number in speed.txt.
+MEASURE = """\
+import json, os, random
+ms = float(open("speed.txt").read())
+rng = random.Random(ms)
+times = [ms * (1 + 0.02 * rng.gauss(0, 1)) for _ in range(20)]
+record = {"schema": 1, "workload": "toy", "backend": "cpu", "mode": "train", "batch_size": 4, "status": "ok",
+          "variant": {}, "env": {"env_key": "toy"}, "metrics": {"samples_per_s": 4e3 / sorted(times)[10],
+          "latency_ms": {"median": sorted(times)[10], "samples": times}}}
+open(os.environ["REFBENCH_BISECT_OUT"], "a").write(json.dumps(record) + "\\n")
+"""
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """Eight commits; the fifth makes the step 20% slower."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "t")
+    (repo / "measure.py").write_text(MEASURE)
+    hashes = []
+    for i in range(8):
+        (repo / "speed.txt").write_text("12.0" if i >= 4 else "10.0")
+        (repo / "notes.txt").write_text(f"change {i}\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"change {i}")
+        hashes.append(git(repo, "rev-parse", "HEAD"))
+    return repo, hashes
+
+
+def state(repo):
+    return (git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain"), git(repo, "branch", "--list"),
+            git(repo, "worktree", "list"), sorted(p.name for p in (repo / ".git").iterdir()))
+
+
+CELL = "toy | cpu | train | bs=4 | synthetic"
+
+
+def test_bisect_names_the_commit_that_made_the_cell_slower(repo, capsys):
+    repo, hashes = repo
+    before = state(repo)
+    assert main(["bisect", "--repo", str(repo), "--good", hashes[0], "--bad", "main", "--cell", CELL,
+                 "--measure", "python measure.py"]) == 0
+    out = capsys.readouterr().out
+    assert f"first bad commit: {hashes[4][:12]} change 4" in out
+    ratio = float(out.split("samples_per_s: ")[1].split("x")[0])
+    assert ratio == pytest.approx(10 / 12, abs=0.04)
+    assert state(repo) == before      # nothing in the repository changed: no bisect state, no worktree, no branch
+
+
+def test_a_dirty_tree_is_refused(repo, capsys):
+    repo, hashes = repo
+    (repo / "notes.txt").write_text("edited\n")
+    assert main(["bisect", "--repo", str(repo), "--good", hashes[0], "--bad", "main", "--cell", CELL,
+                 "--measure", "python measure.py"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has uncommitted changes; commit or stash them first" in err and "\n" not in err
+    assert (repo / "notes.txt").read_text() == "edited\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--good", "v9.9", "--bad", "main"], "--good v9.9: no such revision"),
+    (["--good", "HEAD~7", "--bad", "HEAD~5"], "is not significantly worse than --good"),
+    (["--good", "HEAD~7", "--bad", "main", "--cell", "toy cpu"], "--cell 'toy cpu': give it as the tables print it"),
+    (["--good", "HEAD~7", "--bad", "main", "--metric", "peak_mem_bytes"], "--metric peak_mem_bytes: bisect judges"),
+])
+def test_bad_input_is_one_line(repo, capsys, args, message):
+    repo, _ = repo
+    argv = ["bisect", "--repo", str(repo), "--cell", CELL, "--measure", "python measure.py", *args]
+    assert main(argv) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]   # the lines before it say what was measured
+    assert last.startswith("refbench: error: ") and message in last
+
+
+def test_a_cell_key_as_the_tables_print_it():
+    key = parse_cell("lenet5 activation=tanh / cpu+int8 / infer / bs=16 / synthetic")
+    assert (key.workload, key.variant, key.backend, key.mode, key.batch_size) == (
+        "lenet5", {"activation": "tanh"}, "cpu+int8", "infer", 16)
+    assert json.dumps(parse_cell("mlp | cpu | train | bs=16").variant) == "{}"
