@@ -10,6 +10,8 @@ nothing (not even Triton's mode: see refbench.harness.triton_mode).
 """
 import importlib
 
+__version__ = "0.2.0"
+
 _EXPORTS = {
     "Cell": "refbench.run.matrix", "Matrix": "refbench.run.matrix", "plan_cell": "refbench.run.matrix",
     "Settings": "refbench.run.settings",
@@ -22,7 +24,7 @@ _EXPORTS = {
     "read_results": "refbench.records.store",
     "collect_env": "refbench.harness.machine",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str):

@@ -326,10 +326,10 @@ def cmd_ddp(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from refbench.regress.compare import compare, render
+    from refbench.regress.compare import compare_files, render
     from refbench.regress.gates import parse_gates, parse_threshold
 
-    result = compare([args.base], [args.new], threshold=parse_threshold(args.threshold),
+    result = compare_files([args.base], [args.new], threshold=parse_threshold(args.threshold),
                      fail_on=parse_gates(args.fail_on), judge_busy=args.judge_busy)
     for warning in result.warnings:
         print(f"refbench: warning: {warning}", file=sys.stderr)
@@ -339,7 +339,7 @@ def cmd_compare(args) -> int:
 
 def cmd_nightly(args) -> int:
     from refbench.regress.gates import parse_gates, parse_threshold
-    from refbench.regress.nightly import run_nightly
+    from refbench.run.nightly import run_nightly
 
     options = {"threshold": parse_threshold(args.threshold), "fail_on": parse_gates(args.fail_on),
                "window": args.window, "judge_busy": args.judge_busy}

@@ -37,6 +37,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from refbench.records import metrics as metric_table
 from refbench.records.schema import BASES, SCHEMA_VERSION, UNSTABLE_CV
 from refbench.errors import RefbenchError
 
@@ -44,14 +45,10 @@ CELL_KEY = ("workload", "variant", "backend", "mode", "batch_size", "dataset")
 # Modes measured by the matrix of one step per cell, whose backends are compared with their device's eager one.
 NOT_THROUGHPUT_MODES = ("converge", "kernel", "ddp")
 REQUIRED = ("workload", "backend", "mode", "status")
-# Columns every frame has, so a report of records that lack a metric still reads it (as missing).
-_ALWAYS = ("samples_per_s", "latency_ms.median", "latency_ms.p10", "latency_ms.p90", "latency_ms.cv",
-           "latency_ms.samples", "peak_mem_bytes", "first_step_peak_mem_bytes", "memory_kind", "first_step_ms",
-           "compile_s", "joules_per_sample", "mean_watts", "correctness.precision", "correctness.tolerance",
-           "correctness.max_rel_err", "correctness.compared", "correctness.worst", "curve", "target_metric",
-           "threshold", "reached", "time_to_target_s", "time_ms", "gbps", "tflops", "copy_gbps",
-           "roofline_fraction", "unstable", "noise.reasons")
 _MEMORY = {"peak_allocated_bytes": "allocated", "peak_rss_delta_bytes": "rss_delta"}
+# Columns every frame has, so a report of records that lack a metric still reads it (as missing): every metric of
+# the table but the device-specific memory names (one name here: peak_mem_bytes), and which memory that is.
+_ALWAYS = (*(name for name in metric_table.columns() if not name.endswith(tuple(_MEMORY))), "memory_kind")
 
 
 @dataclass
@@ -131,10 +128,9 @@ def to_frame(records: Iterable[dict], sources: Sequence[str] | None = None) -> p
     records = list(records)
     sources = list(sources) if sources is not None else [None] * len(records)
     frame = pd.DataFrame([_row(record, source) for record, source in zip(records, sources)])
-    for column in ("source", "schema", "run_id", "time", "env_key", "device", *CELL_KEY, "label", "status",
-                   "error", "reason", *_ALWAYS):
-        if column not in frame:
-            frame[column] = None
+    always = ("source", "schema", "run_id", "time", "env_key", "device", *CELL_KEY, "label", "status", "error",
+              "reason", *_ALWAYS)
+    frame = frame.reindex(columns=[*frame.columns, *(c for c in dict.fromkeys(always) if c not in frame)])
     frame["time"] = pd.to_datetime(frame["time"], utc=True, errors="coerce", format="ISO8601")
     frame["batch_size"] = pd.array(frame["batch_size"], dtype="Int64")
     by_cell = frame.groupby([c for c in CELL_KEY if c != "dataset"] + ["env_key"], dropna=False, sort=False)
@@ -161,23 +157,13 @@ def _row(record: dict, source: str | None) -> dict[str, Any]:
         "backend": record["backend"], "mode": record["mode"], "batch_size": record.get("batch_size"),
         "dataset": record.get("dataset"), "status": record["status"], "error": error, "reason": _one_line(error),
     }
-    for name, value in _flatten(record.get("metrics") or {}).items():
+    for name, value in metric_table.flatten(record.get("metrics") or {}).items():
         for device_name, kind in _MEMORY.items():
             if name.endswith(device_name):
                 name = name.removesuffix(device_name) + "peak_mem_bytes"
                 row["memory_kind"] = kind
         row["metrics." + name if name in row else name] = value
     return row
-
-
-def _flatten(metrics: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for name, value in metrics.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{name}."))
-        else:
-            flat[prefix + name] = value
-    return flat
 
 
 def _one_line(error: str | None) -> str | None:
@@ -295,7 +281,7 @@ def kernels(frame: pd.DataFrame) -> pd.DataFrame:
                                        "achieved", "roofline", "fraction", "time_ms"])
 
 
-def final_value(record: dict | pd.Series) -> float | None:
+def converged_value(record: dict | pd.Series) -> float | None:
     """A convergence record's final value of its target metric: a seed group's mean over its seeds, else the
     metric itself, else the curve's last point."""
     mean = record.get("seeds.mean")

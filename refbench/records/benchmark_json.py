@@ -23,7 +23,7 @@ import os
 from typing import Sequence
 
 from refbench.records import analysis
-from refbench.records.schema import SCHEMA_VERSION
+from refbench.records.schema import make_record
 from refbench.errors import RefbenchError
 
 MODE = "benchmark"
@@ -59,11 +59,9 @@ def records(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
             raise RefbenchError(f"{where}: not a pytest-benchmark result (it needs fullname and stats with median, "
                                 f"mean, stddev and rounds); give the file `pytest --benchmark-json` wrote")
         extra = bench.get("extra_info") or {}
-        out.append({"schema": SCHEMA_VERSION, "run_id": f"pytest-benchmark-{document.get('datetime', '')}",
-                    "time": document.get("datetime"), "env": env, "workload": name, "variant": {},
-                    "backend": str(extra.get("device") or "pytest-benchmark"), "mode": MODE,
-                    "batch_size": extra.get("batch_size"), "dataset": None, "status": "ok", "error": None,
-                    "metrics": _metrics(stats)})
+        out.append(make_record(run_id=f"pytest-benchmark-{document.get('datetime', '')}", time=document.get("datetime"),
+                               env=env, workload=name, backend=str(extra.get("device") or "pytest-benchmark"),
+                               mode=MODE, batch_size=extra.get("batch_size"), status="ok", metrics=_metrics(stats)))
         sources.append(where)
     return out, sources
 

@@ -125,6 +125,8 @@ METRICS: tuple[Metric, ...] = (
        better="lower"),
     _m("peak_mem_bytes", "B", "memory", "the peak memory of a record whatever its device (the DataFrame's name for "
        "the two above; ddp: the largest rank's)", better="lower", judged=True, label="memory"),
+    _m("first_step_peak_mem_bytes", "B", "memory", "the first step's peak memory whatever its device (the "
+       "DataFrame's name for the two first_step_peak_* above)", better="lower"),
     _m("peak_mem_bytes_per_rank", "B", "memory", "ddp: each rank's peak memory"),
     _m("peak_mem_kind", "", "context", "ddp: which memory the peak is (allocated or rss_delta)"),
     # energy

@@ -11,22 +11,63 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from refbench.records import metrics as metric_table
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed", "missed", "timeout", "oom", "skipped", "error", "not_run")
+STATUSES = {
+    "ok": "measured, and the answer was right",
+    "failed": "a wrong answer (correctness check, NaN/Inf), or a static check's problem",
+    "missed": "a convergence group whose mean missed its target",
+    "timeout": "no result within the cell's timeout; the cell was killed",
+    "oom": "out of memory",
+    "skipped": "the backend cannot run this cell; the error says why",
+    "error": "the cell raised or its process died; the error holds the tail of its output",
+    "not_run": "the run's time budget was used up before the cell started",
+}
 MATRIX_MODES = ("train", "infer")          # the modes of `refbench run`'s matrix
-MODES = (*MATRIX_MODES, "converge", "kernel", "ddp")
+MODES = (*MATRIX_MODES, "converge", "kernel", "ddp", "benchmark")
 # The eager backend of each device: a throughput cell's speed-up is against its device's base.
 BASES = ("cpu", "cuda")
 # Above this coefficient of variation of its step times a cell is "unstable" (pyperf warns at 10%).
 UNSTABLE_CV = 0.10
-FIELDS = (
-    "schema", "run_id", "time", "env", "workload", "variant", "backend", "mode",
-    "batch_size", "dataset", "status", "error", "metrics",
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    types: tuple[type, ...]      # the JSON types it may have (NoneType where it may be null)
+    description: str
+
+
+_NONE = type(None)
+RECORD_FIELDS = (
+    Field("schema", (int,), "the record schema's version (this one: 1)"),
+    Field("run_id", (str,), "the invocation that wrote it: UTC time and a random suffix"),
+    Field("time", (str,), "when it was written, ISO 8601 UTC"),
+    Field("env", (dict,), "the machine and software it was measured on (ENV_FIELDS)"),
+    Field("workload", (str,), "the registered workload (or kernel, or pytest-benchmark's test name)"),
+    Field("variant", (dict,), "the workload's options, resolved (defaults filled in)"),
+    Field("backend", (str,), "the backend: names joined with '+', e.g. cpu+compile, cuda+amp-bf16"),
+    Field("mode", (str,), "what was measured: " + ", ".join(MODES)),
+    Field("batch_size", (int, _NONE), "samples per step"),
+    Field("dataset", (str, _NONE), "the data set the cell really used (synthetic for throughput cells)"),
+    Field("status", (str,), "the outcome: " + ", ".join(STATUSES)),
+    Field("error", (str, _NONE), "why it is not ok, in words (a traceback's tail for an error)"),
+    Field("metrics", (dict,), "the figures, each named in refbench.records.metrics (docs/records.md)"),
 )
+FIELDS = tuple(f.name for f in RECORD_FIELDS)
+ENV_FIELDS = {
+    "refbench": "refbench's version", "git_commit": "the commit of the refbench that measured (12 hex digits)",
+    "torch": "torch's version", "cuda": "CUDA's version (GPU)", "cudnn": "cuDNN's version (GPU)",
+    "triton": "Triton's version", "python": "Python's version", "cpu": "the CPU's model name",
+    "cpu_count": "logical CPUs", "threads": "torch CPU threads of the processes that measured",
+    "host": "the host's name", "gpu": "the GPU's name", "gpu_count": "GPUs", "driver": "the GPU driver's version",
+    "gpu_memory_bytes": "the GPU's memory", "compute_capability": "the GPU's compute capability",
+    "env_key": "a hash of what makes two results comparable: gpu, cuda, cudnn, torch, triton, cpu, threads",
+}
 
 
 def new_run_id() -> str:
@@ -46,8 +87,12 @@ def make_record(
     dataset: str | None = None,
     error: str | None = None,
     metrics: dict[str, Any] | None = None,
+    time: str | None = None,
 ) -> dict[str, Any]:
-    """Build one schema-complete record; an unknown status, mode or metric raises ValueError."""
+    """Build one schema-complete record; an unknown status, mode or metric raises ValueError.
+
+    ``time`` is now unless the measurement happened earlier (a pytest-benchmark file's own date).
+    """
     unknown = metric_table.unknown(metrics or {})
     if unknown:
         raise ValueError(f"metrics {', '.join(unknown)} are not in refbench.records.metrics.METRICS; add them there")
@@ -58,7 +103,7 @@ def make_record(
     return {
         "schema": SCHEMA_VERSION,
         "run_id": run_id,
-        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "time": time or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "env": env,
         "workload": workload,
         "variant": dict(variant or {}),

@@ -37,8 +37,9 @@ from typing import Callable
 import numpy as np
 from scipy import stats
 
-from refbench.regress.bisect_step import CellKey, measure_cell
-from refbench.regress.compare import ALPHA, BY_NAME
+from refbench.regress.bisect_step import CellKey, measure_checkout
+from refbench.records.metrics import BY_NAME
+from refbench.regress.gates import ALPHA
 from refbench.regress.gates import DEFAULT_THRESHOLD
 from refbench.errors import RefbenchError
 
@@ -116,7 +117,7 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
         for _ in range(REFERENCE_RUNS):     # interleaved, so a busy spell of the machine falls on both
             for name, rev in (("good", good_hash), ("bad", bad_hash)):
                 _git(tree, "checkout", "--quiet", "--detach", rev)
-                measured = measure_cell(tree, state)
+                measured = measure_checkout(tree, state)
                 if measured is None:
                     raise RefbenchError(f"--{name} {rev[:12]}: the cell {cell!r} could not be measured there "
                                         f"({_last_error(scratch)})")

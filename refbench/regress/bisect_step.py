@@ -30,7 +30,7 @@ class CellKey:
     batch_size: int | None
 
 
-def measure_cell(tree: Path, state: dict) -> list[float] | None:
+def measure_checkout(tree: Path, state: dict) -> list[float] | None:
     """One measurement of the cell in ``tree``'s checkout: its step times in ms, or None when the commit cannot
     measure it."""
     key = CellKey(**state["cell"])
@@ -101,7 +101,7 @@ def main(state_path: str) -> int:
     pooled: list[float] = []
     runs = 0
     for _ in range(max(state["max_repeats"], MIN_RUNS)):
-        samples = measure_cell(tree, state)
+        samples = measure_checkout(tree, state)
         if samples is None:
             _note(state, commit, "skipped: the cell could not be measured there")
             return SKIP

@@ -41,106 +41,25 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from refbench.records import analysis
 from refbench.records import benchmark_json
 from refbench.report.doc import markdown_table
+from refbench.records.metrics import BY_NAME, JUDGED, heading
 from refbench.regress.gates import ALPHA, DEFAULT_THRESHOLD, GATES, parse_gates
+from refbench.regress.stats import (FAILING, MIN_RUNS, TESTS, busy, judge, judge_runs, machine_key, memory_floor,
+                                    number, run_spread, sample_stats, spread)
 from refbench.report.tables import fmt
 from refbench.errors import RefbenchError
 
 
-MEMORY_FLOOR_BYTES = 1 << 20
-RSS_FLOOR_BYTES = 8 << 20
-MIN_RUNS = 3     # records of a cell on each side from which the runs themselves are compared
 CLASSES = ("newly failing", "regressed", "improved", "unstable", "new", "missing", "unchanged")
-FAILING = ("failed", "error", "timeout", "oom")
 # What differs between two machines, in the order a reader cares about.
 MACHINE_FIELDS = ("gpu", "driver", "cuda", "cudnn", "torch", "triton", "cpu", "threads")
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str                  # the frame's column
-    gate: str                  # which --fail-on family it belongs to
-    higher_is_better: bool
-    timed: bool                # the raw step times (latency_ms.samples), where a record has them, measure it
-
-
-METRICS = (
-    Metric("samples_per_s", "throughput", True, True),
-    Metric("ops_per_s", "throughput", True, True),
-    Metric("gbps", "throughput", True, True),      # from the step time where a record has step times
-    Metric("tflops", "throughput", True, True),
-    Metric("latency_ms.median", "latency", False, True),
-    Metric("time_ms", "latency", False, False),
-    Metric("compile_s", "latency", False, False),
-    Metric("peak_mem_bytes", "memory", False, False),
-)
-BY_NAME = {m.name: m for m in METRICS}
-
-
-@dataclass
-class Verdict:
-    change: str                 # "improved", "regressed" or "unchanged"
-    ratio: float                # new / base
-    p_value: float | None       # None: no samples to test on
-
-
-def judge(metric: Metric, base: float, new: float, *, threshold: float, base_samples=None, new_samples=None,
-          base_stats=None, new_stats=None, alpha: float = ALPHA, memory_floor: float = MEMORY_FLOOR_BYTES) -> Verdict:
-    """The change of one metric between two measurements (module docstring for the rule).
-
-    ``*_samples`` are raw step times (any monotone measure of the metric:
-    the test is on ranks); ``*_stats`` are (mean, stdev, n) of the step
-    times when there are no samples.
-    """
-    ratio = new / base if base else math.inf
-    worse = 1 / ratio if metric.higher_is_better else ratio
-    p_value = None
-    if _has(base_samples) and _has(new_samples):
-        p_value = float(stats.mannwhitneyu(base_samples, new_samples, alternative="two-sided").pvalue)
-    elif base_stats is not None and new_stats is not None and min(base_stats[2], new_stats[2]) >= 2:
-        if base_stats[1] == 0 and new_stats[1] == 0:
-            p_value = 0.0 if base_stats[0] != new_stats[0] else 1.0
-        else:
-            p_value = float(stats.ttest_ind_from_stats(*base_stats, *new_stats, equal_var=False).pvalue)
-    significant = p_value is None or p_value < alpha
-    if metric.gate == "memory" and abs(new - base) < memory_floor:
-        significant = False
-    if significant and worse > 1 + threshold:
-        return Verdict("regressed", ratio, p_value)
-    if significant and worse < 1 / (1 + threshold):
-        return Verdict("improved", ratio, p_value)
-    return Verdict("unchanged", ratio, p_value)
-
-
-def _has(samples) -> bool:
-    return isinstance(samples, (list, tuple, np.ndarray)) and len(samples) >= 2
-
-
-def spread(row: pd.Series | dict) -> float:
-    """Robust CV of a cell's raw step times (1.4826 MAD / median), else its recorded CV, else 0."""
-    samples = row.get("latency_ms.samples")
-    if _has(samples):
-        values = np.asarray(samples, dtype=float)
-        median = float(np.median(values))
-        return float(1.4826 * np.median(np.abs(values - median)) / median) if median > 0 else 0.0
-    cv = row.get("latency_ms.cv")
-    return float(cv) if cv is not None and pd.notna(cv) else 0.0
-
-
-def machine(frame: pd.DataFrame) -> pd.Series:
-    """What makes two records comparable: the env_key and, where a record names one, its GPU driver."""
-    driver = frame["env.driver"] if "env.driver" in frame else pd.Series(None, index=frame.index)
-    return frame["env_key"].astype(str) + driver.map(lambda d: f"+driver {d}" if isinstance(d, str) and d else "")
 
 
 @dataclass
@@ -149,6 +68,7 @@ class Comparison:
     not_comparable: list[str]               # one line per NEW machine BASE has no record of
     threshold: float
     fail_on: tuple[str, ...]
+    alpha: float = ALPHA
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -161,10 +81,10 @@ class Comparison:
         return 1 if len(self.failing) else 0
 
 
-COLUMNS = ["class", "cell", "machine", "metric", "base", "new", "ratio", "p", "spread", "note", "gates"]
+COLUMNS = ["class", "cell", "machine", "metric", "base", "new", "ratio", "p", "test", "spread", "note", "gates"]
 
 
-def compare(base_paths: Sequence[str | os.PathLike], new_paths: Sequence[str | os.PathLike], *,
+def compare_files(base_paths: Sequence[str | os.PathLike], new_paths: Sequence[str | os.PathLike], *,
             threshold: float = DEFAULT_THRESHOLD, alpha: float = ALPHA, max_cv: float = analysis.UNSTABLE_CV,
             fail_on: Sequence[str] = GATES, judge_busy: bool = False) -> Comparison:
     """Compare the latest record of each cell in ``new_paths`` with ``base_paths`` (JSONL or pytest-benchmark)."""
@@ -203,43 +123,17 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, *, threshold: float = 
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame = frame.sort_values(["class", "cell"], key=lambda s: s.map(order) if s.name == "class" else s,
                               kind="stable").reset_index(drop=True)
-    return Comparison(frame, not_comparable, threshold, fail_on)
+    return Comparison(frame, not_comparable, threshold, fail_on, alpha)
 
 
 def _with_runs(frame: pd.DataFrame) -> pd.DataFrame:
     """The latest record of each cell, with ``_machine`` and ``_runs``: every ok record of the cell on that side."""
-    frame = frame.assign(_machine=machine(frame))
+    frame = frame.assign(_machine=machine_key(frame))
     ok = frame[frame["status"].eq("ok")]
     runs = {key: group.to_dict("records") for key, group in ok.groupby(["_machine", *analysis.CELL_KEY], dropna=False)}
     latest = analysis.latest(frame)
     keys = latest[["_machine", *analysis.CELL_KEY]].itertuples(index=False, name=None)
     return latest.assign(_runs=[runs.get(key, []) for key in keys])
-
-
-def judge_runs(metric: Metric, base: Sequence[float], new: Sequence[float], *, threshold: float,
-               alpha: float = ALPHA, memory_floor: float = MEMORY_FLOOR_BYTES) -> Verdict:
-    """A metric's change between sides of ``MIN_RUNS`` runs or more each: the ratio of the runs' medians, and
-    Welch's t-test on their logarithms, so the spread between runs (which the samples of one run cannot see)
-    decides what is significant."""
-    ratio = float(np.median(new) / np.median(base))
-    logs_b, logs_n = np.log(base), np.log(new)
-    if np.ptp(logs_b) == 0 and np.ptp(logs_n) == 0:     # every run alike on each side (memory, often)
-        p_value = 0.0 if ratio != 1 else 1.0
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)   # nearly alike: the test says so by its p-value
-            p_value = float(stats.ttest_ind(logs_b, logs_n, equal_var=False).pvalue)
-        p_value = p_value if math.isfinite(p_value) else 1.0
-    worse = 1 / ratio if metric.higher_is_better else ratio
-    change = ("regressed" if worse > 1 + threshold else "improved" if worse < 1 / (1 + threshold) else "unchanged")
-    if metric.gate == "memory" and abs(float(np.median(new) - np.median(base))) < memory_floor:
-        change = "unchanged"
-    return Verdict(change if p_value < alpha else "unchanged", ratio, p_value)
-
-
-def run_spread(runs: Sequence[float]) -> float:
-    """The spread between runs: the standard deviation of the logarithms of their values (about their CV)."""
-    return float(np.std(np.log(runs), ddof=1)) if len(runs) >= 2 else 0.0
 
 
 def _side(pair: dict, suffix: str) -> dict:
@@ -262,20 +156,20 @@ def _pair(pair: dict, threshold: float, alpha: float, max_cv: float, fail_on: tu
         return _row("newly failing", n, note="convergence target no longer reached", gates="accuracy" in fail_on)
     verdicts = {}
     between = []
-    for metric in METRICS:
-        runs_b = [float(r[metric.name]) for r in b["_runs"] if _number(r.get(metric.name)) and r[metric.name] > 0]
-        runs_n = [float(r[metric.name]) for r in n["_runs"] if _number(r.get(metric.name)) and r[metric.name] > 0]
+    for metric in JUDGED:
+        runs_b = [float(r[metric.name]) for r in b["_runs"] if number(r.get(metric.name)) and r[metric.name] > 0]
+        runs_n = [float(r[metric.name]) for r in n["_runs"] if number(r.get(metric.name)) and r[metric.name] > 0]
         if min(len(runs_b), len(runs_n)) >= MIN_RUNS:
             verdicts[metric.name] = judge_runs(metric, runs_b, runs_n, threshold=threshold, alpha=alpha,
                                                memory_floor=memory_floor(b, n))
             between += [run_spread(runs_b), run_spread(runs_n)] if metric.timed else []
-        elif _number(b.get(metric.name)) and _number(n.get(metric.name)):
+        elif number(b.get(metric.name)) and number(n.get(metric.name)):
             timed = metric.timed
             verdicts[metric.name] = judge(
                 metric, float(b[metric.name]), float(n[metric.name]), threshold=threshold, alpha=alpha,
                 base_samples=b.get("latency_ms.samples") if timed else None,
                 new_samples=n.get("latency_ms.samples") if timed else None,
-                base_stats=_stats(b) if timed else None, new_stats=_stats(n) if timed else None,
+                base_stats=sample_stats(b) if timed else None, new_stats=sample_stats(n) if timed else None,
                 memory_floor=memory_floor(b, n))
     if not verdicts:
         return _row("unchanged", n, note="no metric on both sides")
@@ -283,8 +177,8 @@ def _pair(pair: dict, threshold: float, alpha: float, max_cv: float, fail_on: tu
     disturbed = "" if judge_busy or between else busy(b) or busy(n)
     headline = next(iter(verdicts))
     changed = [(name, v) for name, v in verdicts.items() if v.change != "unchanged"]
-    gated = [(name, v) for name, v in changed if BY_NAME[name].gate in fail_on]
-    note_changed = ", ".join(f"{short_name(name)} {v.change} {v.ratio:.3g}x" for name, v in changed)
+    gated = [(name, v) for name, v in changed if BY_NAME[name].family in fail_on]
+    note_changed = ", ".join(f"{heading(name)} {v.change} {v.ratio:.3g}x" for name, v in changed)
     if worst_spread > max_cv or disturbed:
         why = disturbed or f"spread {worst_spread:.0%} > {max_cv:.0%}"
         return _row("unstable", n, b, headline, verdicts[headline], worst_spread,
@@ -300,44 +194,13 @@ def _pair(pair: dict, threshold: float, alpha: float, max_cv: float, fail_on: tu
     return _row("unchanged", n, b, headline, verdicts[headline], worst_spread, note=note_changed or None)
 
 
-def busy(row: dict) -> str:
-    """Why the machine disturbed a record's timing (its noise check's busy or stolen reason), else ''."""
-    reasons = row.get("noise.reasons")
-    kinds = row.get("noise.kinds")
-    if not isinstance(kinds, list) or not isinstance(reasons, list):
-        return ""
-    named = [r for r, k in zip(reasons, kinds) if k in ("busy", "stolen")] if len(reasons) == len(kinds) else []
-    return f"machine busy: {named[0]}" if named else ("machine busy" if {"busy", "stolen"} & set(kinds) else "")
-
-
-def memory_floor(*rows: dict) -> float:
-    """The smallest memory change that counts between records: larger for a CPU's resident-set growth."""
-    return RSS_FLOOR_BYTES if any(r.get("memory_kind") == "rss_delta" for r in rows) else MEMORY_FLOOR_BYTES
-
-
-def _stats(row: dict) -> tuple[float, float, int] | None:
-    mean, cv, count = row.get("latency_ms.mean"), row.get("latency_ms.cv"), row.get("latency_ms.n")
-    if not all(_number(v) for v in (mean, cv, count)):
-        return None
-    return float(mean), float(mean) * float(cv), int(count)
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def short_name(name: str) -> str:
-    return {"samples_per_s": "samples/s", "ops_per_s": "ops/s", "latency_ms.median": "median ms",
-            "peak_mem_bytes": "memory"}.get(name, name)
-
-
-def _row(kind: str, row: dict, base: dict | None = None, metric: str | None = None, verdict: Verdict | None = None,
+def _row(kind: str, row: dict, base: dict | None = None, metric: str | None = None, verdict=None,
          worst_spread: float | None = None, *, note: str | None = None, gates: bool = False) -> dict:
-    return {"class": kind, "cell": row["cell"], "machine": row["_machine"], "metric": metric and short_name(metric),
+    return {"class": kind, "cell": row["cell"], "machine": row["_machine"], "metric": metric and heading(metric),
             "base": None if base is None or metric is None else float(base[metric]),
             "new": None if metric is None else float(row[metric]),
             "ratio": None if verdict is None else verdict.ratio, "p": None if verdict is None else verdict.p_value,
-            "spread": worst_spread, "note": note, "gates": gates}
+            "test": None if verdict is None else verdict.test, "spread": worst_spread, "note": note, "gates": gates}
 
 
 def _difference(base: pd.DataFrame, record: pd.Series, count: int) -> str:
@@ -360,9 +223,11 @@ def render(comparison: Comparison, *, markdown: bool = False) -> str:
     """The comparison as a terminal table, or Markdown fit for a CI comment (unchanged cells folded)."""
     rows = comparison.rows
     counts = rows["class"].value_counts()
+    tests = [TESTS[name] for name in TESTS if name in set(rows["test"].dropna())]
+    significance = (f"significance p < {comparison.alpha:g} by {', '.join(tests)}" if tests
+                    else "no metric was tested")
     summary = (", ".join(f"{counts[c]} {c}" for c in CLASSES if c in counts) or "no cells") + (
-        f"; threshold {comparison.threshold:.0%}, significance Mann-Whitney U p < {ALPHA}"
-        f"; gates: {','.join(comparison.fail_on)}")
+        f"; threshold {comparison.threshold:.0%}, {significance}; gates: {','.join(comparison.fail_on)}")
     verdict = (f"{len(comparison.failing)} cells regressed or newly failing" if comparison.exit_code
                else "no regression")
     lines = [f"{verdict}: {summary}", *comparison.not_comparable]

@@ -1,14 +1,7 @@
-"""``refbench nightly``: tonight's matrix into the history, judged against earlier nights, and DIR/index.html.
+"""A nightly history judged: the latest night against the nights before it, change points, DIR/index.html.
 
-A night (``run_nightly``): the matrix is measured into a scratch file in the
-history directory (``.night-<pid>.jsonl``: nothing measured is lost if the
-run dies), pytest-benchmark files given with it are added, and the night is
-judged (``judge_machine``) against the nights before it on the same machine
-(refbench.regress.history). Every matrix cell flagged (regressed or newly failing) is
-measured once more in the same run; the night's value of a cell is its last
-record, so a flag stays only when the rerun agrees. Then the night is stored
-(``DIR/<env_key>/<date>-<commit>.jsonl``), judged again from the history,
-and ``DIR/index.html`` rewritten.
+refbench.run.nightly measures a night and stores it (refbench.regress.history);
+this module judges the nights of each machine (``judge_machine``).
 
 Judging the latest night, per cell: ``newly failing`` when the previous
 night that measured it was ok and it now fails (status: correctness gate;
@@ -36,18 +29,17 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from refbench.records import analysis
-from refbench.records import benchmark_json
 from refbench.regress import history
 from refbench.regress.changepoints import MIN_SEGMENT, change_points
-from refbench.regress.compare import FAILING, METRICS, Metric, busy, judge, machine, memory_floor, short_name, spread
+from refbench.records.metrics import JUDGED, Metric, heading
+from refbench.regress.stats import FAILING, busy, judge, machine_key, memory_floor, spread
 from refbench.regress.gates import DEFAULT_THRESHOLD, GATES, parse_gates
-from refbench.records.schema import MATRIX_MODES
 from refbench.errors import RefbenchError
 
 WINDOW = 7
@@ -88,8 +80,8 @@ def judge_machine(nights: Sequence[history.Night], *, threshold: float = DEFAULT
     """Judge one machine's nights, oldest first (module docstring)."""
     fail_on = parse_gates(fail_on)
     frames = [analysis.latest(n.frame) for n in nights]
-    latest_machine = set(machine(frames[-1]))
-    keep = [i for i, f in enumerate(frames) if set(machine(f)) & latest_machine]
+    latest_machine = set(machine_key(frames[-1]))
+    keep = [i for i, f in enumerate(frames) if set(machine_key(f)) & latest_machine]
     notes = [f"{len(nights) - len(keep)} earlier nights of {nights[-1].env_key} have another GPU driver: not compared"
              ] if len(keep) < len(nights) else []
     nights, frames = [nights[i] for i in keep], [frames[i] for i in keep]
@@ -108,7 +100,7 @@ def _series(by_cell: list[pd.DataFrame]) -> list[Series]:
     found: dict[tuple[str, str], Series] = {}
     for i, frame in enumerate(by_cell):
         for row in frame[frame["status"].eq("ok")].to_dict("records"):
-            for metric in METRICS:
+            for metric in JUDGED:
                 value = row.get(metric.name)
                 if _positive(value):
                     s = found.setdefault((row["cell"], metric.name), Series(row["cell"], metric, [], []))
@@ -143,20 +135,20 @@ def _judge_cell(row: dict, by_cell: list[pd.DataFrame], night: pd.DataFrame, thr
     if disturbed or max(map(spread, judged)) > max_cv:
         return out("unstable", note=disturbed or f"spread {max(map(spread, judged)):.0%} > {max_cv:.0%}")
     found = []
-    for metric in METRICS:
+    for metric in JUDGED:
         value = row.get(metric.name)
         history_values = [float(r[metric.name]) for r in ok if _positive(r.get(metric.name))]
         if not _positive(value) or not history_values:
             continue
         found.append(_metric_verdict(metric, float(value), history_values, row, ok[-1], threshold))
     changed = [f for f in found if f["class"] != "unchanged"]
-    gated = [f for f in changed if f["class"] == "regressed" and f["metric"].gate in fail_on]
+    gated = [f for f in changed if f["class"] == "regressed" and f["metric"].family in fail_on]
     pick = (gated or changed or found or [None])[0]
     if pick is None:
         return out("unchanged")
     return out(pick["class"], pick["metric"].name, pick["value"], pick["baseline"], pick["ratio"], pick["score"],
                note=", ".join(f"{f['metric'].name} {f['class']} {f['ratio']:.3g}x" for f in changed) or None,
-               gate=pick["metric"].gate if pick["class"] == "regressed" else None)
+               gate=pick["metric"].family if pick["class"] == "regressed" else None)
 
 
 def _positive(value) -> bool:
@@ -174,7 +166,7 @@ def _metric_verdict(metric: Metric, value: float, values: list[float], row: dict
         score = worse / scale
         ratio = math.exp(distance)
         beyond = abs(distance) > math.log1p(threshold) and abs(score) > Z_BOUND
-        if metric.gate == "memory":
+        if metric.family == "memory":
             beyond = beyond and abs(value - math.exp(centre)) >= memory_floor(row)
         kind = "unchanged" if not beyond else "regressed" if worse > 0 else "improved"
         return {"class": kind, "metric": metric, "value": value, "baseline": math.exp(centre), "ratio": ratio,
@@ -237,74 +229,10 @@ def judge_history(directory: str | os.PathLike, *, env_keys: Sequence[str] | Non
     return verdicts, notes
 
 
-def run_nightly(directory: str | os.PathLike, *, matrix=None, benchmark_files: Sequence[str] = (), run: bool = True,
-                isolation: str = "forkserver", time_budget_s: float | None = None,
-                on_record: Callable[[dict], None] = lambda r: None, **options) -> NightlyResult:
-    """Measure, store and judge a night (module docstring); ``run=False`` only judges the history."""
-    directory = history.check_dir(directory)
-    earlier, notes = history.nights(directory)     # a history that cannot be read fails before anything runs
-    for path in benchmark_files:
-        if not os.path.isfile(path) or not benchmark_json.is_benchmark_json(path):
-            raise RefbenchError(f"{path} is not a pytest-benchmark file; give one `pytest --benchmark-json` wrote")
-    if not run:
-        if not earlier:
-            raise RefbenchError(f"nothing to judge: {directory} holds no nights; run `refbench nightly --history "
-                                f"{directory} --workloads ...` first")
-        machines, notes = judge_history(directory, **options)
-        return NightlyResult([], write_index(directory, machines, notes), machines, notes=notes)
-    if matrix is None and not benchmark_files:
-        raise RefbenchError("a night needs something to measure: --workloads (a matrix) or --benchmark-json FILE")
-    from refbench.records.store import read_results
-
-    scratch = directory / f".night-{os.getpid()}.jsonl"
-    records = []
-    if matrix is not None:
-        from refbench.run.runner import run_matrix
-
-        records += run_matrix(matrix, scratch, isolation=isolation, time_budget_s=time_budget_s, on_record=on_record)
-    for path in benchmark_files:
-        records += benchmark_json.records(path)[0]
-    reruns = _flagged_matrix_cells(earlier, records, options)
-    for cell in reruns:
-        records += _rerun(cell, matrix, scratch, isolation, on_record)
-    if scratch.exists():
-        records = [*read_results(scratch), *[r for r in records if r.get("mode") == benchmark_json.MODE]]
-    stored = history.store(directory, records)
-    scratch.unlink(missing_ok=True)
-    tonight = sorted({p.parent.name for p in stored})
-    machines, notes = judge_history(directory, env_keys=tonight, **options)
-    return NightlyResult(stored, write_index(directory, *judge_history(directory, **options)), machines,
-                         len(reruns), notes)
-
-
-def _flagged_matrix_cells(earlier: list[history.Night], records: list[dict], options: dict) -> list[dict]:
-    """Tonight's matrix records whose cells the first look flags (regressed or newly failing, gated)."""
-    tonight = analysis.to_frame(records)
-    flagged = []
-    for env_key, frame in tonight.groupby("env_key"):
-        nights = [n for n in earlier if n.env_key == env_key]
-        if not nights:
-            continue
-        provisional = history.Night(Path("tonight"), env_key, "", "", frame)
-        cells = set(judge_machine([*nights, provisional], **options).failing["cell"])
-        flagged += [r for r, c in zip(records, tonight["cell"]) if c in cells and r.get("mode") in MATRIX_MODES]
-    return flagged
-
-
-def _rerun(record: dict, matrix, scratch: Path, isolation: str, on_record) -> list[dict]:
-    from refbench.run.matrix import Matrix
-    from refbench.run.runner import run_matrix
-
-    again = Matrix(workloads=[record["workload"]], backends=[record["backend"]], modes=[record["mode"]],
-                   batch_sizes=[record["batch_size"]], variants={record["workload"]: record.get("variant") or {}},
-                   settings=matrix.settings)
-    return run_matrix(again, scratch, isolation=isolation, on_record=on_record)
-
-
 def write_index(directory: Path, machines: list[MachineVerdict], notes: list[str]) -> Path:
-    from refbench.regress import page as _nightly_page
+    from refbench.regress import page
 
-    return _nightly_page.write(directory, machines, notes)
+    return page.write(directory, machines, notes)
 
 
 def summary_lines(result: NightlyResult) -> list[str]:
@@ -317,7 +245,7 @@ def summary_lines(result: NightlyResult) -> list[str]:
         lines.append(f"{m.env_key}: night {m.nights[-1].path.stem} of {len(m.nights)}: "
                      + ", ".join(f"{n} {c}" for c, n in counts.items()) + f"; {len(m.open)} open regressions")
         for row in m.failing.to_dict("records"):
-            what = (f"{short_name(row['metric'])} {row['ratio']:.3f}x of the window" if row["metric"] else row["note"])
+            what = (f"{heading(row['metric'])} {row['ratio']:.3f}x of the window" if row["metric"] else row["note"])
             again = " (measured twice: the rerun agrees)" if row["records"] > 1 else ""
             lines.append(f"  {row['class']}: {row['cell']}: {what}{again}")
     lines.append(f"page: {result.index}")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from refbench.report import figures
 from refbench.report.doc import Document, Figure, Section, Table, html_page
-from refbench.regress.compare import short_name
+from refbench.records.metrics import heading
 from refbench.errors import RefbenchError
 
 PANELS_PER_ROW = 4
@@ -54,8 +54,8 @@ def build(directory: Path, machines: list, notes: list[str]) -> Document:
         sections.append(Section(f"Latest night on {m.env_key}", [_latest_table(m)], level=3))
         for metric in dict.fromkeys(s.metric.name for s in m.series):
             series = [s for s in m.series if s.metric.name == metric]
-            figure = Figure(_trends(m, series), f"{short_name(metric)} per night, change points marked")
-            sections.append(Section(f"Trends of {short_name(metric)} on {m.env_key}", [figure], level=3))
+            figure = Figure(_trends(m, series), f"{heading(metric)} per night, change points marked")
+            sections.append(Section(f"Trends of {heading(metric)} on {m.env_key}", [figure], level=3))
     return Document("refbench nightly", header, glance, sections)
 
 
@@ -63,7 +63,7 @@ def _open_table(m) -> Table | str:
     if m.open.empty:
         return "No open regression."
     frame = m.open.assign(magnitude=[f"{v:.3f}x" for v in m.open["magnitude"]],
-                          metric=m.open["metric"].map(short_name))
+                          metric=m.open["metric"].map(heading))
     return Table(frame.astype(str))
 
 
@@ -74,7 +74,7 @@ def _latest_table(m) -> Table | str:
     fmt = lambda v, spec: "-" if v is None or pd.isna(v) else format(v, spec)  # noqa: E731
     frame = pd.DataFrame({
         "class": rows["class"], "cell": rows["cell"],
-        "metric": rows["metric"].map(lambda n: short_name(n) if isinstance(n, str) else "-"),
+        "metric": rows["metric"].map(lambda n: heading(n) if isinstance(n, str) else "-"),
         "value": [fmt(v, ".4g") for v in rows["value"]], "window median": [fmt(v, ".4g") for v in rows["baseline"]],
         "ratio": [fmt(v, ".3f") for v in rows["ratio"]], "z or p": [fmt(v, ".3g") for v in rows["score"]],
         "gates": ["yes" if g else "" for g in rows["gates"]],

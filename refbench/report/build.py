@@ -369,7 +369,7 @@ def _convergence(ctx: _Context) -> list[Section]:
     for _, r in runs.sort_values(["label", "backend"]).iterrows():
         reached = r["reached"] is True
         rows.append([r["label"], r["backend"], r["dataset"] or "-", fmt(r["batch_size"], ""),
-                     f"{r['target_metric']} {fmt(r['threshold'], '.3g')}", fmt(analysis.final_value(r), ".4g"),
+                     f"{r['target_metric']} {fmt(r['threshold'], '.3g')}", fmt(analysis.converged_value(r), ".4g"),
                      "yes" if reached else "no", fmt(r["time_to_target_s"], ",.1f"), fmt(r.get("train_s"), ",.1f"),
                      _seeds(r), _parity(r)])
         marks.append(["", "", "", "", "", "", "good" if reached else "bad", "", "", "",

@@ -33,6 +33,7 @@ from refbench.harness import backends
 from refbench.run.convergence import converge, skip_reason, target_of
 from refbench.run.parity import group_summary
 from refbench.run.progress import Progress
+from refbench.run.runner import RETRY_STATUSES
 from refbench.records.schema import make_record, new_run_id
 from refbench.records.store import ResultWriter, read_results
 from refbench.run.settings import threads_option
@@ -41,7 +42,6 @@ from refbench.models import Workload, get_workload
 from refbench.errors import RefbenchError
 
 AS_WRITTEN = "as_written"   # the variant option that builds a model as its document wrote it
-RETRY_STATUSES = ("timeout", "error", "not_run")   # seeds a resumed run trains again (refbench.run.runner's rule)
 
 
 @dataclass

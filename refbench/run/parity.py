@@ -53,7 +53,7 @@ def margin_for(task: str | None, metric: str) -> Margin:
     return margin
 
 
-def final_value(record: dict[str, Any]) -> float:
+def seed_final(record: dict[str, Any]) -> float:
     """A per-seed record's final metric: the last point of its curve (NaN when it has none or diverged)."""
     metrics = record["metrics"]
     curve = metrics.get("curve") or []
@@ -64,7 +64,7 @@ def final_value(record: dict[str, Any]) -> float:
 def seed_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """n, mean, std, min, max of the final metric over the seeds' records, and their times to target."""
     records = sorted(records, key=lambda r: r["metrics"]["seed"])
-    values = [final_value(r) for r in records]
+    values = [seed_final(r) for r in records]
     times = [r["metrics"].get("time_to_target_s") for r in records]
     reached = [t for t in times if t is not None]
     finite = all(math.isfinite(v) for v in values)

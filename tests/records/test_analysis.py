@@ -130,7 +130,7 @@ def test_kernel_records_against_their_roofline():
 
 def test_final_value_of_a_convergence_record():
     frame = analysis.to_frame([converge("mlp"), converge("lenet5", accuracy=0.93)])
-    assert [analysis.final_value(r) for _, r in frame.iterrows()] == [0.91, 0.93]
+    assert [analysis.converged_value(r) for _, r in frame.iterrows()] == [0.91, 0.93]
     assert frame["base_backend"].isna().all()
 
 

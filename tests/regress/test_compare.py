@@ -129,7 +129,7 @@ def test_pytest_benchmark_json_is_compared_like_results(tmp_path, capsys, data):
     assert main(["compare", base, new]) == 1
     out = capsys.readouterr().out
     assert "1 cells regressed" in out and "test_x.py::test_softmax | cpu | benchmark" in out
-    result = cmp.compare([base], [new])
+    result = cmp.compare_files([base], [new])
     row = result.rows.set_index("class").loc["regressed"]
     assert row["metric"] == "ops/s" and row["ratio"] == pytest.approx(1 / 1.2, rel=0.02)
     assert main(["compare", base, base]) == 0

@@ -102,33 +102,6 @@ def test_a_newly_failing_cell_gates_correctness(tmp_path):
     assert nightly.judge_history(tmp_path, fail_on=("throughput",))[0][0].failing.empty
 
 
-def _paced_night(directory, paces, pace_file, monkeypatch):
-    from refbench.run.matrix import Matrix
-    from refbench.run.settings import Settings
-
-    pace_file.write_text("\n".join(map(str, paces)) + "\n")
-    monkeypatch.setenv("REFBENCH_TEST_PACE_FILE", str(pace_file))
-    matrix = Matrix(workloads=["test_paced"], backends=["cpu"], modes=["infer"], batch_sizes=[2],
-                    settings=Settings(iters=10, max_warmup=3, imports=("tests.fixtures.paced_workload",)))
-    # the machine running the tests may be busy: judge its cells anyway (the busy rule has its own test)
-    return nightly.run_nightly(directory, matrix=matrix, isolation="inline", judge_busy=True)
-
-
-def test_a_flag_stays_only_when_the_rerun_agrees(tmp_path, monkeypatch):
-    pace = tmp_path / "pace.txt"
-    for _ in range(3):
-        assert _paced_night(tmp_path / "h", [20], pace, monkeypatch).exit_code == 0
-    # steps of tens of milliseconds, so that timer slack on a busy machine is a small part of them
-    once = _paced_night(tmp_path / "h", [60, 20], pace, monkeypatch)    # slow once, fast when measured again
-    assert once.reruns == 1 and once.exit_code == 0
-    stored = [json.loads(line) for line in once.stored[0].read_text().splitlines()]
-    assert len(stored) == 2                                               # both measurements are kept
-    twice = _paced_night(tmp_path / "h", [60, 60], pace, monkeypatch)
-    assert twice.reruns == 1 and twice.exit_code == 1
-    assert twice.machines[0].failing.iloc[0]["records"] == 2
-    assert not list((tmp_path / "h").glob(".night-*"))
-
-
 def _benchmark_file(path, mean_s, seed):
     rng = np.random.default_rng(seed)
     times = list(mean_s * (1 + 0.02 * rng.standard_normal(30)))

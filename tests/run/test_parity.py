@@ -1,7 +1,7 @@
 """Seed summaries and parity verdicts, computed from recorded curves."""
 import pytest
 
-from refbench.run.parity import MARGINS, final_value, group_summary, margin_for, parity, seed_summary
+from refbench.run.parity import MARGINS, seed_final, group_summary, margin_for, parity, seed_summary
 from refbench.models import get_workload, list_models
 from refbench.errors import RefbenchError
 
@@ -22,8 +22,8 @@ def seed_record(seed, finals, *, status="ok", metric="accuracy", task="image-cla
 
 
 def test_the_final_point_of_the_curve_is_the_seeds_value():
-    assert final_value(seed_record(0, [0.9, 0.8])) == 0.8
-    assert final_value(seed_record(0, [0.9, None])) != final_value(seed_record(0, [0.9, None]))   # NaN
+    assert seed_final(seed_record(0, [0.9, 0.8])) == 0.8
+    assert seed_final(seed_record(0, [0.9, None])) != seed_final(seed_record(0, [0.9, None]))   # NaN
 
 
 def test_seed_summary_gives_mean_sample_std_and_min():
