@@ -10,7 +10,7 @@ nothing (not even Triton's mode: see refbench.harness.triton_mode).
 """
 import importlib
 
-__version__ = "0.2.0"
+from refbench.version import __version__
 
 _EXPORTS = {
     "Cell": "refbench.run.matrix", "Matrix": "refbench.run.matrix", "plan_cell": "refbench.run.matrix",

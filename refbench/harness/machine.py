@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-import refbench
+from refbench.version import __version__
 
 # What must match for two results to be comparable (compare.py, nightly).
 _KEY_FIELDS = ("gpu", "cuda", "cudnn", "torch", "triton", "cpu", "threads")
@@ -80,7 +80,7 @@ def collect_env(threads: int | None = None) -> dict[str, Any]:
     are not this one (data-parallel ranks); by default this process's.
     """
     env: dict[str, Any] = {
-        "refbench": refbench.__version__,
+        "refbench": __version__,
         "torch": torch.__version__,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,

@@ -48,12 +48,11 @@ import pandas as pd
 
 from refbench.records import analysis
 from refbench.records import benchmark_json
-from refbench.report.doc import markdown_table
 from refbench.records.metrics import BY_NAME, JUDGED, heading
 from refbench.regress.gates import ALPHA, DEFAULT_THRESHOLD, GATES, parse_gates
 from refbench.regress.stats import (FAILING, MIN_RUNS, TESTS, busy, judge, judge_runs, machine_key, memory_floor,
                                     number, run_spread, sample_stats, spread)
-from refbench.report.tables import fmt
+from refbench.report.tables import fmt, render as render_table
 from refbench.errors import RefbenchError
 
 
@@ -219,8 +218,9 @@ def _value(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
-def render(comparison: Comparison, *, markdown: bool = False) -> str:
-    """The comparison as a terminal table, or Markdown fit for a CI comment (unchanged cells folded)."""
+def render(comparison: Comparison, *, style: str = "text") -> str:
+    """The comparison: a verdict line, then a table fit to the terminal, or Markdown fit for a CI comment
+    (unchanged cells folded), or CSV."""
     rows = comparison.rows
     counts = rows["class"].value_counts()
     tests = [TESTS[name] for name in TESTS if name in set(rows["test"].dropna())]
@@ -230,10 +230,12 @@ def render(comparison: Comparison, *, markdown: bool = False) -> str:
         f"; threshold {comparison.threshold:.0%}, {significance}; gates: {','.join(comparison.fail_on)}")
     verdict = (f"{len(comparison.failing)} cells regressed or newly failing" if comparison.exit_code
                else "no regression")
-    lines = [f"{verdict}: {summary}", *comparison.not_comparable]
     shown = _display(rows)
-    if not markdown:
-        return "\n".join([*lines, "", shown.to_string(index=False, na_rep="-") if len(shown) else "(no cells)"])
+    if style == "csv":
+        return render_table(shown.to_dict("records"), list(shown.columns), style="csv")
+    if style != "markdown":
+        table = render_table(shown.to_dict("records"), list(shown.columns)) if len(shown) else "(no cells)"
+        return "\n".join([f"{verdict}: {summary}", *comparison.not_comparable, "", table])
     changed, unchanged = shown[rows["class"] != "unchanged"], shown[rows["class"] == "unchanged"]
     out = [f"**refbench compare**: {verdict}", "", summary, ""]
     out += [f"- not comparable: {line}" for line in comparison.not_comparable]
@@ -253,4 +255,5 @@ def _display(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _markdown(frame: pd.DataFrame) -> list[str]:
-    return markdown_table(frame)[:-1] if len(frame) else ["(none)"]
+    return render_table(frame.to_dict("records"), list(frame.columns), style="markdown").splitlines() if len(frame) \
+        else ["(none)"]

@@ -229,6 +229,16 @@ def judge_history(directory: str | os.PathLike, *, env_keys: Sequence[str] | Non
     return verdicts, notes
 
 
+def judge_and_write(directory: str | os.PathLike, **options) -> NightlyResult:
+    """Judge the history as it is (nothing measured) and write its page."""
+    directory = history.check_dir(directory)
+    if not history.nights(directory)[0]:
+        raise RefbenchError(f"nothing to judge: {directory} holds no nights; run `refbench nightly --history "
+                            f"{directory} --workloads ...` first")
+    machines, notes = judge_history(directory, **options)
+    return NightlyResult([], write_index(directory, machines, notes), machines, notes=notes)
+
+
 def write_index(directory: Path, machines: list[MachineVerdict], notes: list[str]) -> Path:
     from refbench.regress import page
 

@@ -37,7 +37,6 @@ from refbench.run.runner import RETRY_STATUSES
 from refbench.records.schema import make_record, new_run_id
 from refbench.records.store import ResultWriter, read_results
 from refbench.run.settings import threads_option
-from refbench.report.tables import fmt
 from refbench.models import Workload, get_workload
 from refbench.errors import RefbenchError
 
@@ -348,26 +347,3 @@ def _summary_line(group: Group, record: dict) -> str:
     if record["error"] and record["status"] != "missed":
         text += f" ({record['error'].splitlines()[0][:160]})"
     return text
-
-
-def summary_row(record: dict) -> dict[str, Any]:
-    """A summary record as a row of the console table."""
-    m = record["metrics"]
-    seeds, parity, written = m.get("seeds") or {}, m.get("parity") or {}, m.get("as_written") or {}
-
-    return {
-        "workload": record["workload"] + (" as-written" if (record.get("variant") or {}).get(AS_WRITTEN) else ""),
-        "backend": record["backend"], "status": record["status"], "seeds": fmt(seeds.get("n"), "d"),
-        "metric": m.get("target_metric"), "target": m.get("threshold"),
-        "mean": fmt(seeds.get("mean"), ".4f"), "std": fmt(seeds.get("std"), ".4f"),
-        "min": fmt(seeds.get("min"), ".4f"),
-        "to target s": fmt(m.get("time_to_target_s"), ".1f"), "steps": fmt(m.get("steps_to_target"), ".0f"),
-        "train s": fmt(m.get("train_s"), ".1f"),
-        "parity": "-" if parity.get("ok") is None else (
-            f"{parity['delta']:+.4f} {'ok' if parity['ok'] else 'MISS'}" + (" FLAG" if parity.get("flag") else "")),
-        "vs fixed": fmt(written.get("delta"), "+.4f"),
-    }
-
-
-SUMMARY_COLUMNS = ["workload", "backend", "status", "seeds", "metric", "target", "mean", "std", "min",
-                   "to target s", "steps", "train s", "parity", "vs fixed"]

@@ -59,7 +59,6 @@ from refbench.harness import backends
 from refbench.harness.machine import collect_env
 from refbench.records.schema import make_record, new_run_id
 from refbench.records.store import ResultWriter
-from refbench.report.tables import fmt
 from refbench.run.throughput import Outcome
 from refbench.harness.timing import Measurement
 from refbench.models import Workload, get_workload
@@ -504,14 +503,3 @@ def _outcome(figures: list[dict], global_batch_size: int) -> Outcome:
     if check is not None and check["problems"]:   # measured all the same: a wrong answer's speed is still its speed
         return Outcome("failed", "wrong answer: " + "; ".join(check["problems"]), "synthetic", metrics)
     return Outcome("ok", None, "synthetic", metrics)
-
-
-def scaling_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One ``ddp`` record as a row of the terminal table."""
-    metrics, variant = record.get("metrics") or {}, record.get("variant") or {}
-    step, peaks = metrics.get("step_ms") or {}, metrics.get("peak_mem_bytes_per_rank")
-    return {"workload": record["workload"], "world": variant.get("world_size"), "scaling": variant.get("scaling"),
-            "status": record["status"], "samples/s": fmt(metrics.get("samples_per_s"), ",.0f"),
-            "efficiency": fmt(metrics.get("scaling_efficiency"), ".2f"), "p50 ms": fmt(step.get("median"), ".2f"),
-            "p90 ms": fmt(step.get("p90"), ".2f"), "all-reduce": fmt(metrics.get("allreduce_share"), ".0%"),
-            "peak MB/rank": " ".join(f"{p / 2**20:.0f}" for p in peaks) if peaks else None}

@@ -26,21 +26,15 @@ from refbench.run.matrix import Matrix
 from refbench.run.runner import run_matrix
 
 
-def run_nightly(directory: str | os.PathLike, *, matrix=None, benchmark_files: Sequence[str] = (), run: bool = True,
+def run_nightly(directory: str | os.PathLike, *, matrix=None, benchmark_files: Sequence[str] = (),
                 isolation: str = "forkserver", time_budget_s: float | None = None,
                 on_record: Callable[[dict], None] = lambda r: None, **options) -> NightlyResult:
-    """Measure, store and judge a night (module docstring); ``run=False`` only judges the history."""
+    """Measure, store and judge a night (module docstring)."""
     directory = history.check_dir(directory)
     earlier, notes = history.nights(directory)     # a history that cannot be read fails before anything runs
     for path in benchmark_files:
         if not os.path.isfile(path) or not benchmark_json.is_benchmark_json(path):
             raise RefbenchError(f"{path} is not a pytest-benchmark file; give one `pytest --benchmark-json` wrote")
-    if not run:
-        if not earlier:
-            raise RefbenchError(f"nothing to judge: {directory} holds no nights; run `refbench nightly --history "
-                                f"{directory} --workloads ...` first")
-        machines, notes = judge_history(directory, **options)
-        return NightlyResult([], write_index(directory, machines, notes), machines, notes=notes)
     if matrix is None and not benchmark_files:
         raise RefbenchError("a night needs something to measure: --workloads (a matrix) or --benchmark-json FILE")
     scratch = directory / f".night-{os.getpid()}.jsonl"

@@ -55,10 +55,12 @@ class Settings:
     max_warmup: int = _option(50, "most warm-up steps before timing", non_negative_int)
     max_warmup_s: float = _option(30.0, "most warm-up seconds before timing", positive_float)
     timeout_s: float = _option(600.0, "seconds a cell may take before it is killed", positive_float, "--timeout")
-    check: bool = _option(True, "check outputs and gradients against an fp64 reference", flag="--no-check")
+    check: bool = _option(True, "skip checking each cell's first step (outputs and gradients) against a float64 "
+                                "reference; the cell is then only checked for NaN/Inf (by default it is checked)",
+                          flag="--no-check")
     energy_s: float = _option(1.0, "seconds of steps for the NVML energy figure (GPU)", positive_float)
     threads: int | str | None = _option(
-        1, "torch CPU threads per cell: N, or all (the physical cores); 1 by default, because a busy "
+        1, "torch CPU threads per cell: N, or all (the physical cores); default 1, because a busy "
            "machine makes several threads fight (steps can be 100x slower)", threads_option)
     fresh_compile_cache: bool = _option(False, "give each cell an empty Inductor/Triton cache, so compile_s is "
                                                "a cold compile")

@@ -1,5 +1,6 @@
 """User errors are one line on stderr and exit status 2."""
 import os
+import sys
 
 import pytest
 
@@ -60,6 +61,7 @@ def test_run_then_report(tmp_path, capsys):
 
 def test_list_fits_an_80_column_terminal(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["name", "data", "set", "params", "doc", "options"]

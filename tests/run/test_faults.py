@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from refbench.records import schema as results
+from refbench.records import store as results
 from refbench.run.matrix import Matrix
 from refbench.records.schema import make_record
 from refbench.records.store import ResultWriter, read_results

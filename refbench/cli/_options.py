@@ -1,0 +1,122 @@
+"""What the commands share: value parsers, option groups, the output file check and the table printer.
+
+Imports nothing heavy: the parser is built before torch or pandas is imported.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from typing import Any, Sequence
+
+from refbench.errors import RefbenchError
+from refbench.regress.gates import GATES
+from refbench.run.settings import Settings, positive_float, variant_option
+
+DTYPES = ("fp32", "fp16", "bf16", "fp64", "float32", "float16", "bfloat16", "float64")
+
+
+def csv_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(item) for item in csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def dtype_list(text: str) -> list[str]:
+    names = csv_list(text)
+    bad = [name for name in names if name not in DTYPES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown dtype {', '.join(bad) or '(none)'}; use fp32, fp16, bf16 or fp64")
+    return names
+
+
+def merged_variants(items: list[dict]) -> dict[str, dict]:
+    """Repeated ``--variant W:K=V`` options as one variant per workload."""
+    variants: dict[str, dict] = {}
+    for item in items:
+        for workload, variant in item.items():
+            variants.setdefault(workload, {}).update(variant)
+    return variants
+
+
+def writable(path: str, flag: str = "--out") -> str:
+    """``path`` if this process can append to it (creating it when absent), else a RefbenchError."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError:
+        raise RefbenchError(f"cannot write results to {path}: choose a writable file path with {flag}") from None
+    return path
+
+
+def matrix_options(p: argparse.ArgumentParser, *, required: bool) -> None:
+    """The cells of a matrix (``run``, ``nightly``) and the settings they share."""
+    p.add_argument("--workloads", type=csv_list, required=required,
+                   help="names or shell patterns ('lenet*'), or all")
+    p.add_argument("--backends", type=csv_list, default=["cpu"], help="e.g. cpu,cpu+compile,cuda+amp-bf16")
+    p.add_argument("--modes", type=csv_list, default=["train", "infer"], help="train, infer or both")
+    p.add_argument("--batch-sizes", type=int_list, default=[128], help="samples per step, comma-separated")
+    p.add_argument("--variant", dest="variants", type=variant_option, action="append", default=[],
+                   metavar="WORKLOAD:OPTION=VALUE", help="a workload's variant, e.g. lenet5:activation=tanh; repeatable")
+    Settings.add_arguments(p)
+    p.add_argument("--time-budget", type=positive_float, default=None,
+                   help="seconds for the whole run; cells not started by then are recorded as not_run")
+
+
+def matrix_of(args):
+    """The validated Matrix of the matrix options."""
+    from refbench.run.matrix import Matrix
+
+    matrix = Matrix(workloads=args.workloads, backends=args.backends, modes=args.modes, batch_sizes=args.batch_sizes,
+                    variants=merged_variants(args.variants), settings=Settings.from_args(args))
+    matrix.validate()
+    return matrix
+
+
+def judging_options(p: argparse.ArgumentParser) -> None:
+    """How ``compare`` and ``nightly`` judge a change."""
+    p.add_argument("--threshold", default="5%", help="smallest change that counts, e.g. 5%% (and it must be "
+                                                     "significant on the raw samples)")
+    p.add_argument("--fail-on", type=csv_list, default=list(GATES), metavar=",".join(GATES),
+                   help="what makes the exit status 1")
+    p.add_argument("--judge-busy", action="store_true",
+                   help="judge cells timed while other processes took the free cores (by default: unstable)")
+
+
+def table_options(p: argparse.ArgumentParser) -> None:
+    """How a command prints its table: fit to the terminal, or whole as Markdown or CSV."""
+    style = p.add_mutually_exclusive_group()
+    style.add_argument("--markdown", dest="style", action="store_const", const="markdown", default="text",
+                       help="print the whole table as Markdown (default: text fit to the terminal)")
+    style.add_argument("--csv", dest="style", action="store_const", const="csv",
+                       help="print the whole table as CSV")
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], args) -> None:
+    from refbench.report.tables import render
+
+    print(render(rows, columns, style=getattr(args, "style", "text")))
+
+
+def needs_torch(command):
+    """A command that imports torch: Triton's mode is chosen first (refbench.harness.triton_mode), since Triton
+    fixes it when first imported. Commands that only read records never import torch."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from refbench.harness.triton_mode import choose_triton_mode
+
+        choose_triton_mode()
+        return command(*args, **kwargs)
+
+    return run
+
+
+def warn(message: str) -> None:
+    print(f"refbench: warning: {message}", file=sys.stderr)
