@@ -11,10 +11,12 @@ from refbench.errors import RefbenchError
 
 def register(sub) -> None:
     p = sub.add_parser("list", help="list the registered workloads",
-                       description="List the registered workloads: data set, parameters, source document, options.",
+                       description="List the registered workloads: data set, source document, full target, options "
+                                   "(--json: everything, parameter counts included).",
                        epilog="examples:\n  refbench list\n  refbench list 'lenet*' --json")
     p.add_argument("pattern", nargs="?", default=None, help="shell-style pattern, e.g. 'lenet*' (default: all)")
-    p.add_argument("--json", action="store_true", help="everything about each workload, as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="everything about each workload, as JSON, its parameter count included")
     table_options(p)
     p.set_defaults(func=cmd_list)
 
@@ -36,23 +38,25 @@ def register(sub) -> None:
 
 @needs_torch
 def cmd_list(args) -> int:
-    rows = workload_rows(args.pattern)
+    rows = workload_rows(args.pattern, parameters=args.json)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = [{"name": row["name"], "data set": row["dataset"], "params": _count(row["parameters"]),
-              "doc": _document(row["source"]),
+    table = [{"name": row["name"], "data set": row["dataset"], "doc": _document(row["source"]),
+              "full target": row["targets"].get("full", "-"),
               "options": ", ".join(option.split("=")[0] for option in row["variants"].split(", ") if option)}
              for row in rows]
-    print_table(table, ["name", "data set", "params", "doc", "options"], args)
+    print_table(table, ["name", "data set", "doc", "full target", "options"], args)
     return 0
 
 
-def workload_rows(pattern: str | None = None) -> list[dict]:
-    """One row per workload matching ``pattern``; none matching is a user error naming close names."""
-    import torch
+def workload_rows(pattern: str | None = None, *, parameters: bool = True) -> list[dict]:
+    """One row per workload matching ``pattern``; none matching is a user error naming close names.
 
-    from refbench.models import count_parameters, get_workload, list_models
+    ``parameters``: count each default model's parameters (which builds it, on the meta device, and imports
+    what it needs: torchvision for the transfer model).
+    """
+    from refbench.models import get_workload, list_models
 
     names = list_models(pattern)
     if not names:
@@ -62,11 +66,9 @@ def workload_rows(pattern: str | None = None) -> list[dict]:
     rows = []
     for name in names:
         workload = get_workload(name)
-        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-            parameters = count_parameters(workload.make())
         rows.append({
             "name": name, "task": workload.task, "dataset": getattr(workload, "dataset", None) or "-",
-            "parameters": parameters,
+            **({"parameters": workload.parameter_count()} if parameters else {}),
             "variants": ", ".join(f"{k}={'/'.join(map(str, v))}" for k, v in workload.variants.items()),
             "recipes": list(workload.recipes),
             "targets": {k: f"{t.metric} {'>=' if t.higher_is_better else '<='} {t.threshold}"
@@ -74,13 +76,6 @@ def workload_rows(pattern: str | None = None) -> list[dict]:
             "source": workload.source,
         })
     return rows
-
-
-def _count(n: int) -> str:
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if n >= scale:
-            return f"{n / scale:.1f}{suffix}"
-    return str(n)
 
 
 def _document(source: str) -> str:

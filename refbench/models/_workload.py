@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from refbench.models import data
 from refbench.errors import RefbenchError
@@ -126,6 +127,11 @@ class Workload:
         """``build`` after checking the variant; what the harness calls."""
         return self.build(**self.resolve_variant(**variant))
 
+    def parameter_count(self, **variant: Any) -> int:
+        """Parameters of the variant's model, counted on the meta device: shapes only, nothing initialised."""
+        with torch.device("meta"), _NoInitialisation():
+            return count_parameters(self.make(**variant))
+
     def provenance(self, model: nn.Module) -> dict[str, Any]:
         """What a result record should say about how ``model`` was made (e.g. which weights)."""
         return {}
@@ -228,6 +234,19 @@ def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+
+
+class _NoInitialisation(TorchFunctionMode):
+    """Skips in-place initialisation of meta tensors (``normal_``, ``uniform_``, ...): on the meta device it
+    computes nothing and costs torch's reference kernels (and the compiler stack they import)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor")
+        if name.endswith("_") and not name.endswith("__") and isinstance(target, torch.Tensor) and target.is_meta:
+            return target
+        return func(*args, **kwargs)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

@@ -152,6 +152,10 @@ class RandomForestWineWorkload(Workload):
     def build(self, *, as_written: bool) -> nn.Module:
         return Forest(regression=as_written)
 
+    def parameter_count(self, **variant: Any) -> int:
+        """A forest has no torch parameters (and building one fits it)."""
+        return 0
+
     def example_batch(self, batch_size: int, device="cpu", *, seed: int = 0):
         """``batch_size`` training rows drawn with replacement."""
         x, y = wine_split("train")

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import VGG16_Weights, vgg16
 
 from refbench.models._cifar import QUICK_WIDTH_NOTE, CifarWorkload
 from refbench.errors import RefbenchError
@@ -156,6 +155,8 @@ def pretrained_vgg16_file() -> Path | None:
             raise RefbenchError(f"{WEIGHTS_ENV}={path} is not a file; point it at torchvision's vgg16 "
                                 f"state dict or unset it to start from random weights")
         return path
+    from torchvision.models import VGG16_Weights
+
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG16_Weights.IMAGENET1K_V1.url).name
     return cached if cached.is_file() else None
 
@@ -173,6 +174,8 @@ class VGG16Transfer(nn.Module):
     def __init__(self, *, image_size: int = 32, num_classes: int = 10, as_written: bool = False):
         super().__init__()
         self.resize = nn.Upsample(size=(image_size, image_size), mode="bilinear") if image_size != 32 else nn.Identity()
+        from torchvision.models import vgg16
+
         self.backbone = vgg16(weights=None)
         path = pretrained_vgg16_file()
         if path is None:

@@ -64,6 +64,6 @@ def test_list_fits_an_80_column_terminal(capsys, monkeypatch):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["name", "data", "set", "params", "doc", "options"]
+    assert lines[0].split() == ["name", "data", "set", "doc", "full", "target", "options"]
     assert len(lines) > 15 and max(map(len, lines)) <= 80
     assert any(line.startswith("vgg16_cifar") and "001 §4.1" in line for line in lines)

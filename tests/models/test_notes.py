@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from refbench.models import Notes, get_workload, list_models
-from tests.models import workload_checks as checks
 
 DOCUMENTS_ENV = "REFBENCH_DOCUMENTS"
 QUOTE = re.compile(r"`([^`]+)`")
@@ -53,11 +52,6 @@ def missing_quotes(notes: Notes, text: str) -> list[str]:
 
 
 NAMES = list_models(exclude="test_*")   # not the harness tests' own workloads
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_every_workload_is_documented_in_one_form(name):
-    checks.assert_documented(get_workload(name))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -46,10 +46,6 @@ def test_training_steps_lower_the_loss(name):
     checks.assert_steps_lower_the_loss(get_workload(name))
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_same_seed_same_losses(name):
-    checks.assert_same_seed_same_losses(get_workload(name))
-
 
 @pytest.mark.convergence
 def test_lstm_quick_target_on_fashion_mnist(real_data):

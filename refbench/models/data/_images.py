@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torchvision
-from torchvision.datasets.utils import check_integrity
 
 from refbench.models.data import _idx
 from refbench.models.data._files import SPLITS, BadDataFile, DataMissing, explicit_directory, read_bytes
@@ -44,7 +42,7 @@ _NETWORK = "torchvision's download where there is a network"
 @dataclass(frozen=True)
 class ImageSet:
     name: str
-    torchvision_class: Callable
+    torchvision_name: str               # its class in torchvision.datasets
     format: str                         # "idx" or "cifar-pickle"
     raw_files: tuple[str, ...]          # the files a copy consists of
     folder: str                         # torchvision's folder under a root
@@ -54,6 +52,12 @@ class ImageSet:
     system_package: str | None = None   # a package that ships the gzipped idx files ...
     system_dir: str | None = None       # ... here
     stand_in: str | None = None         # the set used in its place when it is missing
+
+    def torchvision_class(self) -> Callable:
+        """torchvision's class of this data set (torchvision is imported only when a data set needs it)."""
+        import torchvision.datasets
+
+        return getattr(torchvision.datasets, self.torchvision_name)
 
     def expected(self) -> str:
         """What a data directory must hold for this set."""
@@ -65,15 +69,15 @@ class ImageSet:
 
 IMAGE_SETS = {
     "fashion-mnist": ImageSet(
-        "fashion-mnist", torchvision.datasets.FashionMNIST, "idx", _IDX_FILES, "FashionMNIST/raw",
+        "fashion-mnist", "FashionMNIST", "idx", _IDX_FILES, "FashionMNIST/raw",
         f"`apt-get install dataset-fashion-mnist`, or {_NETWORK}", (0.2860,), (0.3530,),
         system_package="dataset-fashion-mnist", system_dir="/usr/share/datasets/fashion-mnist"),
     "mnist": ImageSet(
-        "mnist", torchvision.datasets.MNIST, "idx", _IDX_FILES, "MNIST/raw",
+        "mnist", "MNIST", "idx", _IDX_FILES, "MNIST/raw",
         f"{_NETWORK} (run once), or a copy in --data-dir", (0.1307,), (0.3081,),
         stand_in="fashion-mnist"),
     "cifar10": ImageSet(
-        "cifar10", torchvision.datasets.CIFAR10, "cifar-pickle",
+        "cifar10", "CIFAR10", "cifar-pickle",
         ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
          "test_batch", "batches.meta"), "cifar-10-batches-py",
         f"{_NETWORK} (run once), or a copy in --data-dir", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -100,7 +104,9 @@ class Found:
 
 
 def _read_cifar(found: Found, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    cls = found.spec.torchvision_class
+    from torchvision.datasets.utils import check_integrity
+
+    cls = found.spec.torchvision_class()
     folder = found.files["batches.meta"].parent
     try:
         ds = cls(root=str(folder.parent), train=(split == "train"), download=False)
@@ -184,8 +190,8 @@ def _download(spec: ImageSet, cache: Path) -> bool:
     if spec.name in _failed_downloads or os.environ.get("REFBENCH_OFFLINE"):
         return False
     try:
-        spec.torchvision_class(root=str(cache), train=True, download=True)
-        spec.torchvision_class(root=str(cache), train=False, download=True)
+        spec.torchvision_class()(root=str(cache), train=True, download=True)
+        spec.torchvision_class()(root=str(cache), train=False, download=True)
     except Exception:  # no network, server gone, checksum mismatch: try no more this process
         _failed_downloads.add(spec.name)
         return False
