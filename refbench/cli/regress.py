@@ -66,20 +66,29 @@ def cmd_compare(args) -> int:
     from refbench.regress.compare import compare_files, render
     from refbench.regress.gates import parse_gates, parse_threshold
 
+    _no_longer_needed(args)
     result = compare_files([args.base], [args.new], threshold=parse_threshold(args.threshold),
-                           fail_on=parse_gates(args.fail_on), judge_busy=args.judge_busy)
+                           fail_on=parse_gates(args.fail_on))
     for warning in result.warnings:
         warn(warning)
     print(render(result, style=args.style))
+    if args.style == "csv":
+        print(result.summary_line(), file=sys.stderr)
     return result.exit_code
+
+
+def _no_longer_needed(args) -> None:
+    if args.judge_busy:
+        warn("--judge-busy is no longer needed: cells timed on a busy machine are judged by their interval")
 
 
 def cmd_nightly(args) -> int:
     from refbench.regress.gates import parse_gates, parse_threshold
     from refbench.regress.nightly import judge_and_write, summary_lines
 
+    _no_longer_needed(args)
     options = {"threshold": parse_threshold(args.threshold), "fail_on": parse_gates(args.fail_on),
-               "window": args.window, "judge_busy": args.judge_busy}
+               "window": args.window}
     result = judge_and_write(args.history, **options) if args.no_run else _measure_night(args, options)
     for note in result.notes:
         warn(note)

@@ -10,6 +10,13 @@ A step shorter than ``BLOCK_MS`` is timed in blocks of several calls, as
 ``torch.utils.benchmark``'s ``blocked_autorange`` does, so the clock's own
 overhead does not inflate it; each sample is then one block's time per
 step, and the summary says how many steps a block held.
+
+On the CPU each sample also keeps the process's CPU time (``cpu_samples``):
+time other processes take from the cell lengthens its wall time, not its CPU
+time, so on a busy machine the CPU clock is often the steadier one
+(refbench.regress.stats judges by whichever clock is tighter). Warm-up lasts
+at least ``MIN_WARMUP_S`` as well as until the step time is steady: a fresh
+process's first milliseconds of steady-looking steps are not yet its level.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ import torch
 
 BLOCK_MS = 2.0          # steps shorter than this are timed in blocks at least this long
 MAX_BLOCK = 1000
+MIN_WARMUP_S = 0.25     # warm-up lasts at least this long, however steady the first steps look
 
 @dataclass
 class Measurement:
@@ -30,6 +38,7 @@ class Measurement:
 
     samples_ms: list[float] = field(default_factory=list)
     block: int = 1         # steps per sample: each sample is a block's time divided by this
+    cpu_samples_ms: list[float] | None = None   # the process's CPU time per step for each sample (CPU work)
 
     @property
     def median(self) -> float:
@@ -54,11 +63,16 @@ class Measurement:
         return statistics.stdev(self.samples_ms) / self.mean
 
     def summary(self) -> dict[str, float | list[float]]:
-        return {
+        summary = {
             "median": self.median, "mean": self.mean, "p10": self.quantile(0.1),
             "p90": self.quantile(0.9), "cv": self.cv, "n": len(self.samples_ms), "block": self.block,
             "samples": [round(s, 6) for s in self.samples_ms],
         }
+        if self.cpu_samples_ms:
+            cpu = Measurement(self.cpu_samples_ms)
+            summary.update(cpu_median=cpu.median, cpu_p10=cpu.quantile(0.1), cpu_p90=cpu.quantile(0.9),
+                           cpu_cv=cpu.cv, cpu_samples=[round(s, 6) for s in self.cpu_samples_ms])
+        return summary
 
 
 class StepTimer:
@@ -67,6 +81,7 @@ class StepTimer:
     def __init__(self, device: torch.device | str):
         self.cuda = torch.device(device).type == "cuda"
         self.output: object = None   # what the last timed step returned
+        self.cpu_ms: float | None = None   # the process's CPU time per call of the last timing (CPU work)
 
     def __call__(self, step: Callable[[], object], repeat: int = 1) -> float:
         if self.cuda:
@@ -77,10 +92,12 @@ class StepTimer:
             end.record()
             end.synchronize()
             return start.elapsed_time(end) / repeat
-        begin = time.perf_counter_ns()
+        cpu_begin, begin = time.process_time_ns(), time.perf_counter_ns()
         for _ in range(repeat):
             self.output = step()
-        return (time.perf_counter_ns() - begin) / 1e6 / repeat
+        end, cpu_end = time.perf_counter_ns(), time.process_time_ns()
+        self.cpu_ms = (cpu_end - cpu_begin) / 1e6 / repeat
+        return (end - begin) / 1e6 / repeat
 
 
 def block_size(step_ms: float) -> int:
@@ -100,28 +117,40 @@ class TimingResult:
 
 
 def measure(step: Callable[[], object], device, *, iters: int = 20, min_warmup: int = 3,
-            max_warmup: int = 50, window: int = 5, steady_cv: float = 0.05,
-            max_warmup_s: float = 30.0, agree_block: Callable[[int], int] | None = None) -> TimingResult:
-    """Warm up until steady (the last ``window`` steps within ``steady_cv``, or a cap), then time ``iters`` steps.
+            max_warmup: int = 50, window: int = 5, steady_cv: float = 0.05, max_warmup_s: float = 30.0,
+            min_warmup_s: float = MIN_WARMUP_S, agree_block: Callable[[int], int] | None = None) -> TimingResult:
+    """Warm up until steady (the last ``window`` steps within ``steady_cv``) and ``min_warmup_s`` have passed, or
+    a cap (``max_warmup`` steps, once ``min_warmup_s`` have passed; ``max_warmup_s``), then time ``iters`` steps.
 
     The caller runs and times the first step itself (``StepTimer``): it
     includes compilation, autotuning and lazy initialisation. Processes that
     step together (data-parallel ranks, whose every step is a collective)
-    pass ``agree_block`` to settle on one block size, else a rank that
-    measured faster steps runs more of them and the others wait forever.
+    pass ``agree_block`` to settle on one block size, and warm up a fixed
+    number of steps (``min_warmup = max_warmup``, ``min_warmup_s=0``,
+    ``max_warmup_s=inf``), else a rank that measured faster steps runs more of
+    them and the others wait forever.
     """
     timer = StepTimer(device)
     warm: list[float] = []
     started = time.perf_counter()
+    min_warmup_s = min(min_warmup_s, max_warmup_s)
     steady = False
-    while len(warm) < max_warmup and time.perf_counter() - started < max_warmup_s:
+    while True:
+        elapsed = time.perf_counter() - started
+        if elapsed >= max_warmup_s or (len(warm) >= max_warmup and elapsed >= min_warmup_s):
+            break
         warm.append(timer(step))
-        if len(warm) >= max(min_warmup, window) and Measurement(warm[-window:]).cv <= steady_cv:
+        if (len(warm) >= max(min_warmup, window) and Measurement(warm[-window:]).cv <= steady_cv
+                and time.perf_counter() - started >= min_warmup_s):
             steady = True
             break
     warmup_s = time.perf_counter() - started
     block = block_size(statistics.median(warm[-window:] or [timer(step)]))
     if agree_block is not None:
         block = agree_block(block)
-    samples = Measurement([timer(step, block) for _ in range(iters)], block)
+    wall, cpu = [], []
+    for _ in range(iters):
+        wall.append(timer(step, block))
+        cpu.append(timer.cpu_ms)
+    samples = Measurement(wall, block, None if timer.cuda else cpu)
     return TimingResult(samples, len(warm), warmup_s, steady, timer.output)

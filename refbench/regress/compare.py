@@ -6,36 +6,24 @@ does not hash the driver). A NEW cell measured on a machine BASE has no
 record of is *not comparable*, with what differs (GPU, driver, CUDA, torch),
 never a regression.
 
-Each metric a cell has on both sides gets a verdict (``judge``): it changed
-only when the ratio of the two values is beyond ``threshold`` *and* the
-change is significant on the raw samples: a two-sided Mann-Whitney U test
-(scipy.stats) on the step times, or Welch's t-test from their mean, CV and
-count where a file keeps no samples (pytest-benchmark without
-``--benchmark-save-data``). A metric measured once per run (memory, compile
-time, kernel GB/s) has no samples: its ratio alone decides, and memory
-changes smaller than ``MEMORY_FLOOR_BYTES`` never count (``RSS_FLOOR_BYTES`` for
-a CPU's resident-set growth, which the allocator's state moves by megabytes
-from one run to the next).
+Each judged metric a cell has on both sides gets its ratio new/base with a
+confidence interval and a verdict (refbench.regress.stats): regressed or
+improved when the whole interval lies beyond the threshold, unchanged when
+it lies within it, inconclusive when it straddles it. With ``MIN_RUNS`` or
+more ok records of a cell on each side (runs appended to one file), the
+runs themselves are compared, as pyperf compares processes. A busy machine
+is information in the row's note, not a veto: the interval already carries
+the noise it caused.
 
 A cell's class, first match wins: ``newly failing`` (it ran and now does
 not: its status, its correctness check, or a convergence target it reached
-and now misses), ``unstable`` (the spread of either side's step times is
-above ``max_cv``: reported, never flagged), ``regressed`` and ``improved``
-(a gated metric changed), ``unchanged``, and ``new`` / ``missing`` for cells
-on one side only.
-
-One run's step times cannot see how much a whole run moves from one process
-to the next (on a shared machine, often more than the threshold). When each
-side holds ``MIN_RUNS`` or more ok records of a cell (runs appended to one
-file), the runs are compared instead, as pyperf compares processes: the
-ratio of the medians of the runs' values and Welch's t-test on their
-logarithms; the spread is then the spread between runs, and a busy machine
-is already in it. A cell is unstable too when either side's record says
-other processes took the cores it left free, or a hypervisor stole time,
-while it was timed (refbench.harness.noise: pyperf's rule, a busy machine's figures
-are not compared; ``judge_busy=True`` compares them anyway). The spread is the robust CV of the raw samples
-(1.4826 * MAD / median), so one step preempted on a busy machine does not
-make a steady cell unstable; the record's CV where it keeps no samples.
+and now misses), ``regressed`` (a gated metric's interval lies beyond the
+threshold), ``improved``, ``inconclusive`` (a gated metric's interval
+straddles the threshold), ``unchanged``; ``not measured`` for a NEW cell
+that has no measurement (it failed before, timed out, was never run) or a
+BASE cell NEW lacks; ``new`` for a cell BASE lacks. The exit status is
+EXIT_GATE when a gating row fires, else EXIT_INCOMPLETE when a cell was not
+measured or could not be judged, else EXIT_OK (refbench.errors).
 """
 from __future__ import annotations
 
@@ -46,19 +34,18 @@ from typing import Sequence
 
 import pandas as pd
 
-from refbench.records import analysis
-from refbench.records import benchmark_json
+from refbench.errors import EXIT_GATE, EXIT_INCOMPLETE, EXIT_OK, RefbenchError
+from refbench.records import analysis, benchmark_json
 from refbench.records.metrics import BY_NAME, JUDGED, heading
 from refbench.regress.gates import ALPHA, DEFAULT_THRESHOLD, GATES, parse_gates
-from refbench.regress.stats import (FAILING, MIN_RUNS, TESTS, busy, judge, judge_runs, machine_key, memory_floor,
-                                    number, run_spread, sample_stats, spread)
+from refbench.regress.stats import FAILING, METHODS, busy, judge, machine_key, memory_floor, metric_interval, number
 from refbench.report.tables import fmt, render as render_table
-from refbench.errors import RefbenchError
 
-
-CLASSES = ("newly failing", "regressed", "improved", "unstable", "new", "missing", "unchanged")
+CLASSES = ("newly failing", "regressed", "improved", "inconclusive", "not measured", "new", "unchanged")
+INCOMPLETE = ("inconclusive", "not measured")
 # What differs between two machines, in the order a reader cares about.
 MACHINE_FIELDS = ("gpu", "driver", "cuda", "cudnn", "torch", "triton", "cpu", "threads")
+COLUMNS = ["class", "cell", "machine", "metric", "base", "new", "ratio", "low", "high", "by", "note", "gates"]
 
 
 @dataclass
@@ -76,20 +63,37 @@ class Comparison:
         return self.rows[self.rows["gates"]]
 
     @property
+    def incomplete(self) -> pd.DataFrame:
+        """The rows of cells not measured (a newly failing cell that does not gate included), or whose gated
+        change could not be judged."""
+        rows = self.rows
+        return rows[rows["class"].isin(INCOMPLETE) | (rows["class"].eq("newly failing") & ~rows["gates"])]
+
+    @property
     def exit_code(self) -> int:
-        return 1 if len(self.failing) else 0
+        if len(self.failing):
+            return EXIT_GATE
+        return EXIT_INCOMPLETE if len(self.incomplete) or self.not_comparable else EXIT_OK
 
-
-COLUMNS = ["class", "cell", "machine", "metric", "base", "new", "ratio", "p", "test", "spread", "note", "gates"]
+    def summary_line(self) -> str:
+        """One line that counts every class and says what the exit status means."""
+        counts = self.rows["class"].value_counts()
+        counted = ", ".join(f"{counts.get(c, 0)} {c}" for c in CLASSES)
+        if self.not_comparable:
+            counted += f", {sum(int(line.split()[0]) for line in self.not_comparable)} not comparable"
+        if self.exit_code == EXIT_GATE:
+            return f"REGRESSION: {len(self.failing)} cells regressed or newly failing ({counted})"
+        if self.exit_code == EXIT_INCOMPLETE:
+            return f"INCOMPLETE: no gated regression among the cells judged, but not every cell was ({counted})"
+        return f"no regression: every cell measured and judged ({counted})"
 
 
 def compare_files(base_paths: Sequence[str | os.PathLike], new_paths: Sequence[str | os.PathLike], *,
-            threshold: float = DEFAULT_THRESHOLD, alpha: float = ALPHA, max_cv: float = analysis.UNSTABLE_CV,
-            fail_on: Sequence[str] = GATES, judge_busy: bool = False) -> Comparison:
+                  threshold: float = DEFAULT_THRESHOLD, alpha: float = ALPHA,
+                  fail_on: Sequence[str] = GATES) -> Comparison:
     """Compare the latest record of each cell in ``new_paths`` with ``base_paths`` (JSONL or pytest-benchmark)."""
     base, new = benchmark_json.load(base_paths), benchmark_json.load(new_paths)
-    result = compare_frames(base.frame, new.frame, threshold=threshold, alpha=alpha, max_cv=max_cv, fail_on=fail_on,
-                            judge_busy=judge_busy)
+    result = compare_frames(base.frame, new.frame, threshold=threshold, alpha=alpha, fail_on=fail_on)
     result.warnings = [*base.skipped, *new.skipped, *base.notes, *new.notes]
     if result.rows.empty and result.not_comparable:
         raise RefbenchError("nothing is comparable: " + "; ".join(result.not_comparable)
@@ -98,8 +102,7 @@ def compare_files(base_paths: Sequence[str | os.PathLike], new_paths: Sequence[s
 
 
 def compare_frames(base: pd.DataFrame, new: pd.DataFrame, *, threshold: float = DEFAULT_THRESHOLD,
-                   alpha: float = ALPHA, max_cv: float = analysis.UNSTABLE_CV,
-                   fail_on: Sequence[str] = GATES, judge_busy: bool = False) -> Comparison:
+                   alpha: float = ALPHA, fail_on: Sequence[str] = GATES) -> Comparison:
     """``compare`` of two analysis frames (the latest record of each cell on each side is used)."""
     fail_on = parse_gates(fail_on)
     base, new = _with_runs(base), _with_runs(new)
@@ -112,12 +115,13 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, *, threshold: float = 
     rows = []
     for pair in pairs.to_dict("records"):
         side = {"left_only": "_b", "right_only": "_n"}.get(pair["_merge"])
-        if side:
+        if side == "_b":
+            rows.append(_row("not measured", _side(pair, side), note="in BASE only"))
+        elif side == "_n":
             row = _side(pair, side)
-            status = row["status"]
-            rows.append(_row("missing" if side == "_b" else "new", row, note=None if status == "ok" else status))
+            rows.append(_row("new", row, note=None if row["status"] == "ok" else row["status"]))
         else:
-            rows.append(_pair(pair, threshold, alpha, max_cv, fail_on, judge_busy))
+            rows.append(_pair(pair, threshold, alpha, fail_on))
     order = {name: i for i, name in enumerate(CLASSES)}
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame = frame.sort_values(["class", "cell"], key=lambda s: s.map(order) if s.name == "class" else s,
@@ -139,67 +143,57 @@ def _side(pair: dict, suffix: str) -> dict:
     return {k.removesuffix(suffix): v for k, v in pair.items() if not k.endswith("_b" if suffix == "_n" else "_n")}
 
 
-def _pair(pair: dict, threshold: float, alpha: float, max_cv: float, fail_on: tuple[str, ...],
-          judge_busy: bool) -> dict:
+def _pair(pair: dict, threshold: float, alpha: float, fail_on: tuple[str, ...]) -> dict:
     b, n = _side(pair, "_b"), _side(pair, "_n")
     if b["status"] == "ok" and n["status"] in FAILING:
-        gate = "correctness"
         return _row("newly failing", n, note=f"{n['status']}: {n.get('reason') or ''}".rstrip(": "),
-                    gates=gate in fail_on)
+                    gates="correctness" in fail_on)
+    if n["status"] == "skipped":
+        return _row("unchanged" if b["status"] == "skipped" else "not measured", n, note=f"skipped: {n.get('reason')}")
     if n["status"] != "ok":
         still = "still " if b["status"] == n["status"] else f"was {b['status']}, now "
-        return _row("unchanged" if b["status"] != "ok" else "missing", n, note=f"{still}{n['status']}")
+        return _row("not measured", n, note=f"{still}{n['status']}: {n.get('reason') or ''}".rstrip(": "))
     if b["status"] != "ok":
         return _row("new", n, note=f"{b['status']} in BASE")
     if b.get("reached") is True and n.get("reached") is False:
         return _row("newly failing", n, note="convergence target no longer reached", gates="accuracy" in fail_on)
     verdicts = {}
-    between = []
     for metric in JUDGED:
-        runs_b = [float(r[metric.name]) for r in b["_runs"] if number(r.get(metric.name)) and r[metric.name] > 0]
-        runs_n = [float(r[metric.name]) for r in n["_runs"] if number(r.get(metric.name)) and r[metric.name] > 0]
-        if min(len(runs_b), len(runs_n)) >= MIN_RUNS:
-            verdicts[metric.name] = judge_runs(metric, runs_b, runs_n, threshold=threshold, alpha=alpha,
-                                               memory_floor=memory_floor(b, n))
-            between += [run_spread(runs_b), run_spread(runs_n)] if metric.timed else []
-        elif number(b.get(metric.name)) and number(n.get(metric.name)):
-            timed = metric.timed
-            verdicts[metric.name] = judge(
-                metric, float(b[metric.name]), float(n[metric.name]), threshold=threshold, alpha=alpha,
-                base_samples=b.get("latency_ms.samples") if timed else None,
-                new_samples=n.get("latency_ms.samples") if timed else None,
-                base_stats=sample_stats(b) if timed else None, new_stats=sample_stats(n) if timed else None,
-                memory_floor=memory_floor(b, n))
+        interval = metric_interval(metric, b, n, runs_base=_runs(b, metric), runs_new=_runs(n, metric), alpha=alpha)
+        if interval is not None:
+            verdicts[metric.name] = judge(metric, interval, threshold=threshold, base=float(b[metric.name]),
+                                          new=float(n[metric.name]), memory_floor=memory_floor(b, n))
     if not verdicts:
         return _row("unchanged", n, note="no metric on both sides")
-    worst_spread = max(between) if between else max(spread(b), spread(n))
-    disturbed = "" if judge_busy or between else busy(b) or busy(n)
-    headline = next(iter(verdicts))
-    changed = [(name, v) for name, v in verdicts.items() if v.change != "unchanged"]
-    gated = [(name, v) for name, v in changed if BY_NAME[name].family in fail_on]
-    note_changed = ", ".join(f"{heading(name)} {v.change} {v.ratio:.3g}x" for name, v in changed)
-    if worst_spread > max_cv or disturbed:
-        why = disturbed or f"spread {worst_spread:.0%} > {max_cv:.0%}"
-        return _row("unstable", n, b, headline, verdicts[headline], worst_spread,
-                    note=why + (f"; {note_changed}" if note_changed else ""))
-    regressed = [(name, v) for name, v in gated if v.change == "regressed"]
-    if regressed:
-        name, verdict = regressed[0]
-        return _row("regressed", n, b, name, verdict, worst_spread, note=note_changed, gates=True)
-    improved = [(name, v) for name, v in changed if v.change == "improved"]
-    if improved:
-        name, verdict = improved[0]
-        return _row("improved", n, b, name, verdict, worst_spread, note=note_changed)
-    return _row("unchanged", n, b, headline, verdicts[headline], worst_spread, note=note_changed or None)
+    busy_note = busy(b) or busy(n)
+    gated = {name: v for name, v in verdicts.items() if BY_NAME[name].family in fail_on}
+    changed = ", ".join(f"{heading(name)} {v.change} {v.ratio:.3g}x" for name, v in verdicts.items()
+                        if v.change != "unchanged")
+    note = "; ".join(filter(None, [changed, busy_note])) or None
+    for change in ("regressed", "improved", "inconclusive"):
+        found = [(name, v) for name, v in (gated if change != "improved" else verdicts).items() if v.change == change]
+        if found:
+            name, verdict = found[0]
+            return _row(change, n, b, name, verdict, note=note, gates=change == "regressed")
+    name, verdict = next(iter(verdicts.items()))
+    return _row("unchanged", n, b, name, verdict, note=note)
 
 
-def _row(kind: str, row: dict, base: dict | None = None, metric: str | None = None, verdict=None,
-         worst_spread: float | None = None, *, note: str | None = None, gates: bool = False) -> dict:
+def _runs(row: dict, metric) -> list[float]:
+    """The metric's value in every ok record of the cell on that side (one per run)."""
+    return [float(r[metric.name]) for r in row["_runs"] if number(r.get(metric.name)) and r[metric.name] > 0]
+
+
+def _row(kind: str, row: dict, base: dict | None = None, metric: str | None = None, verdict=None, *,
+         note: str | None = None, gates: bool = False) -> dict:
+    interval = verdict.interval if verdict is not None else None
     return {"class": kind, "cell": row["cell"], "machine": row["_machine"], "metric": metric and heading(metric),
             "base": None if base is None or metric is None else float(base[metric]),
             "new": None if metric is None else float(row[metric]),
-            "ratio": None if verdict is None else verdict.ratio, "p": None if verdict is None else verdict.p_value,
-            "test": None if verdict is None else verdict.test, "spread": worst_spread, "note": note, "gates": gates}
+            "ratio": None if interval is None else interval.ratio,
+            "low": None if interval is None else interval.low, "high": None if interval is None else interval.high,
+            "by": None if interval is None else interval.method + ("" if interval.clock == "wall" else ", cpu clock"),
+            "note": note, "gates": gates}
 
 
 def _difference(base: pd.DataFrame, record: pd.Series, count: int) -> str:
@@ -219,25 +213,20 @@ def _value(value) -> str:
 
 
 def render(comparison: Comparison, *, style: str = "text") -> str:
-    """The comparison: a verdict line, then a table fit to the terminal, or Markdown fit for a CI comment
-    (unchanged cells folded), or CSV."""
+    """The comparison: its rule, a table fit to the terminal (or Markdown fit for a CI comment, unchanged cells
+    folded, or CSV), then the one summary line."""
     rows = comparison.rows
-    counts = rows["class"].value_counts()
-    tests = [TESTS[name] for name in TESTS if name in set(rows["test"].dropna())]
-    significance = (f"significance p < {comparison.alpha:g} by {', '.join(tests)}" if tests
-                    else "no metric was tested")
-    summary = (", ".join(f"{counts[c]} {c}" for c in CLASSES if c in counts) or "no cells") + (
-        f"; threshold {comparison.threshold:.0%}, {significance}; gates: {','.join(comparison.fail_on)}")
-    verdict = (f"{len(comparison.failing)} cells regressed or newly failing" if comparison.exit_code
-               else "no regression")
+    methods = [METHODS[name] for name in METHODS if any(str(by).startswith(name) for by in rows["by"].dropna())]
+    rule = (f"threshold {comparison.threshold:.0%}; {1 - comparison.alpha:.0%} intervals from "
+            + ("; ".join(methods) or "no metric on both sides") + f"; gates: {','.join(comparison.fail_on)}")
     shown = _display(rows)
     if style == "csv":
         return render_table(shown.to_dict("records"), list(shown.columns), style="csv")
     if style != "markdown":
         table = render_table(shown.to_dict("records"), list(shown.columns)) if len(shown) else "(no cells)"
-        return "\n".join([f"{verdict}: {summary}", *comparison.not_comparable, "", table])
+        return "\n".join([rule, *comparison.not_comparable, "", table, "", comparison.summary_line()])
     changed, unchanged = shown[rows["class"] != "unchanged"], shown[rows["class"] == "unchanged"]
-    out = [f"**refbench compare**: {verdict}", "", summary, ""]
+    out = [f"**refbench compare**: {comparison.summary_line()}", "", rule, ""]
     out += [f"- not comparable: {line}" for line in comparison.not_comparable]
     out += ([""] if comparison.not_comparable else []) + _markdown(changed)
     if len(unchanged):
@@ -250,8 +239,9 @@ def _display(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "class": rows["class"], "cell": rows["cell"], "metric": rows["metric"].fillna("-"),
         "base": [fmt(v, ".4g") for v in rows["base"]], "new": [fmt(v, ".4g") for v in rows["new"]],
-        "ratio": [fmt(v, ".3f") for v in rows["ratio"]], "p": [fmt(v, ".2g") for v in rows["p"]],
-        "spread": [fmt(v, ".1%") for v in rows["spread"]], "note": rows["note"].fillna("")}, index=rows.index)
+        "ratio": [fmt(v, ".3f") for v in rows["ratio"]],
+        "interval": ["-" if pd.isna(lo) else f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(rows["low"], rows["high"])],
+        "by": rows["by"].fillna("-"), "note": rows["note"].fillna("")}, index=rows.index)
 
 
 def _markdown(frame: pd.DataFrame) -> list[str]:

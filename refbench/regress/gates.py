@@ -33,4 +33,4 @@ def parse_gates(items: Iterable[str]) -> tuple[str, ...]:
     if bad or not items:
         raise RefbenchError(f"--fail-on {','.join(bad) or '(nothing)'}: choose among {','.join(GATES)}")
     return items
-ALPHA = 0.01             # significance of a change on the raw samples (compare, nightly, bisect)
+ALPHA = 0.10             # 1 - the confidence of the intervals every verdict of compare, nightly and bisect is judged by

@@ -5,16 +5,14 @@ this module judges the nights of each machine (``judge_machine``).
 
 Judging the latest night, per cell: ``newly failing`` when the previous
 night that measured it was ok and it now fails (status: correctness gate;
-a convergence target no longer reached: accuracy gate); ``unstable`` when
-the spread of its step times is above the bound (refbench.regress.compare.spread), or
-the machine was busy while it was timed (refbench.regress.compare.busy; with one or two
-earlier nights, the same of the previous night's record);
-else each metric against the look-back window, the ``window`` nights
-before: with three or more values, a regression is a ratio to the window's
-median beyond the threshold *and* a robust z-score (the log distance over
-1.4826 * MAD of the window's logs, at least ``SPREAD_FLOOR``) beyond
-``Z_BOUND``, conbench's look-back rule made robust; with one or two, the
-previous night's samples decide as in ``refbench compare``.
+a convergence target no longer reached: accuracy gate); ``not measured``
+when it has no measurement tonight; else each judged metric gets tonight's
+ratio to its level with an interval (refbench.regress.stats) and the same
+verdict as in ``compare``: against the look-back window, the ``window``
+nights before, when three or more of them measured it (the window's median,
+and the night-to-night spread of its values as the uncertainty: conbench's
+look-back rule, made robust), else against the previous night, on the two
+nights' samples. A busy machine is a note, not a veto.
 
 Over the whole history, each (cell, metric) series gets its change points
 (refbench.regress.changepoints); a regression step is *open* while the series' latest
@@ -38,14 +36,15 @@ from refbench.records import analysis
 from refbench.regress import history
 from refbench.regress.changepoints import MIN_SEGMENT, change_points
 from refbench.records.metrics import JUDGED, Metric, heading
-from refbench.regress.stats import FAILING, busy, judge, machine_key, memory_floor, spread
+from refbench.regress.stats import (FAILING, busy, judge, machine_key, memory_floor, metric_interval, number,
+                                    window_interval)
 from refbench.regress.gates import DEFAULT_THRESHOLD, GATES, parse_gates
-from refbench.errors import RefbenchError
+from refbench.errors import EXIT_GATE, EXIT_INCOMPLETE, EXIT_OK, RefbenchError
 
 WINDOW = 7
-Z_BOUND = 3.0
-SPREAD_FLOOR = 0.01
-LATEST = ["class", "cell", "metric", "value", "baseline", "ratio", "score", "note", "gates", "records"]
+CLASSES = ("newly failing", "regressed", "improved", "inconclusive", "not measured", "failing", "new", "unchanged")
+INCOMPLETE = ("inconclusive", "not measured", "failing")
+LATEST = ["class", "cell", "metric", "value", "baseline", "ratio", "low", "high", "by", "note", "gates", "records"]
 OPEN = ["cell", "metric", "first bad night", "magnitude", "commits", "nights since"]
 
 
@@ -75,8 +74,7 @@ class MachineVerdict:
 
 
 def judge_machine(nights: Sequence[history.Night], *, threshold: float = DEFAULT_THRESHOLD, window: int = WINDOW,
-                  max_cv: float = analysis.UNSTABLE_CV, fail_on: Sequence[str] = GATES,
-                  judge_busy: bool = False) -> MachineVerdict:
+                  fail_on: Sequence[str] = GATES) -> MachineVerdict:
     """Judge one machine's nights, oldest first (module docstring)."""
     fail_on = parse_gates(fail_on)
     frames = [analysis.latest(n.frame) for n in nights]
@@ -89,7 +87,7 @@ def judge_machine(nights: Sequence[history.Night], *, threshold: float = DEFAULT
     verdict = MachineVerdict(nights[-1].env_key, list(nights), _series(by_cell), notes=notes)
     for s in verdict.series:
         verdict.changes[(s.cell, s.metric.name)] = change_points(s.values, threshold=threshold)
-    rows = [_judge_cell(row, by_cell, nights[-1].frame, threshold, window, max_cv, fail_on, judge_busy)
+    rows = [_judge_cell(row, by_cell, nights[-1].frame, threshold, window, fail_on)
             for row in by_cell[-1].to_dict("records")]
     verdict.latest = pd.DataFrame([r for r in rows if r], columns=LATEST)
     verdict.open = _open(verdict, threshold)
@@ -110,74 +108,60 @@ def _series(by_cell: list[pd.DataFrame]) -> list[Series]:
 
 
 def _judge_cell(row: dict, by_cell: list[pd.DataFrame], night: pd.DataFrame, threshold: float, window: int,
-                max_cv: float, fail_on: tuple[str, ...], judge_busy: bool) -> dict | None:
+                fail_on: tuple[str, ...]) -> dict:
     cell = row["cell"]
     records = int(night["cell"].eq(cell).sum())
     earlier = [f.loc[cell] for f in by_cell[:-1] if cell in f.index]
     before = earlier[-1] if earlier else None
 
-    def out(kind, metric=None, value=None, baseline=None, ratio=None, score=None, note=None, gate=None):
-        return {"class": kind, "cell": cell, "metric": metric, "value": value, "baseline": baseline, "ratio": ratio,
-                "score": score, "note": note, "gates": gate in fail_on, "records": records}
+    def out(kind, metric=None, value=None, baseline=None, interval=None, note=None, gates=False):
+        return {"class": kind, "cell": cell, "metric": metric, "value": value, "baseline": baseline,
+                "ratio": interval and interval.ratio, "low": interval and interval.low,
+                "high": interval and interval.high, "by": interval and interval.method, "note": note,
+                "gates": gates, "records": records}
 
     if before is None:
-        return out("new", note=row["status"] if row["status"] != "ok" else None)
+        return out("new") if row["status"] in ("ok", "skipped") else out(
+            "failing" if row["status"] in FAILING else "not measured", note=row.get("reason"))
     if before["status"] == "ok" and row["status"] in FAILING:
-        return out("newly failing", note=f"{row['status']}: {row.get('reason') or ''}".rstrip(": "), gate="correctness")
+        return out("newly failing", note=f"{row['status']}: {row.get('reason') or ''}".rstrip(": "),
+                   gates="correctness" in fail_on)
+    if row["status"] == "skipped":
+        return out("unchanged", note=f"skipped: {row.get('reason')}")
     if row["status"] != "ok":
-        return out("failing" if row["status"] in FAILING else row["status"], note=row.get("reason"))
+        return out("failing" if row["status"] in FAILING else "not measured", note=row.get("reason"))
     if before.get("reached") is True and row.get("reached") is False:
-        return out("newly failing", note="convergence target no longer reached", gate="accuracy")
+        return out("newly failing", note="convergence target no longer reached", gates="accuracy" in fail_on)
     ok = [r for r in earlier[-window:] if r["status"] == "ok"]
-    # Few nights: the previous night's samples decide, so its noise counts as much as tonight's.
-    judged = [row] + (ok[-1:] if len(ok) < 3 else [])
-    disturbed = "" if judge_busy else next((busy(r) for r in judged if busy(r)), "")
-    if disturbed or max(map(spread, judged)) > max_cv:
-        return out("unstable", note=disturbed or f"spread {max(map(spread, judged)):.0%} > {max_cv:.0%}")
     found = []
     for metric in JUDGED:
         value = row.get(metric.name)
-        history_values = [float(r[metric.name]) for r in ok if _positive(r.get(metric.name))]
-        if not _positive(value) or not history_values:
+        values = [float(r[metric.name]) for r in ok if _positive(r.get(metric.name))]
+        if not _positive(value) or not values:
             continue
-        found.append(_metric_verdict(metric, float(value), history_values, row, ok[-1], threshold))
-    changed = [f for f in found if f["class"] != "unchanged"]
-    gated = [f for f in changed if f["class"] == "regressed" and f["metric"].family in fail_on]
-    pick = (gated or changed or found or [None])[0]
-    if pick is None:
-        return out("unchanged")
-    return out(pick["class"], pick["metric"].name, pick["value"], pick["baseline"], pick["ratio"], pick["score"],
-               note=", ".join(f"{f['metric'].name} {f['class']} {f['ratio']:.3g}x" for f in changed) or None,
-               gate=pick["metric"].family if pick["class"] == "regressed" else None)
+        if len(values) >= 3:
+            interval, baseline = window_interval(float(value), values), float(np.median(values))
+        else:
+            interval, baseline = metric_interval(metric, dict(ok[-1]), row), float(ok[-1][metric.name])
+        verdict = judge(metric, interval, threshold=threshold, base=baseline, new=float(value),
+                        memory_floor=memory_floor(row))
+        found.append((metric, verdict, float(value), baseline))
+    note = ", ".join(f"{heading(m.name)} {v.change} {v.ratio:.3g}x" for m, v, _, _ in found
+                     if v.change != "unchanged") or None
+    note = "; ".join(filter(None, [note, busy(row)])) or None
+    for change in ("regressed", "improved", "inconclusive"):
+        picked = [f for f in found if f[1].change == change and (change == "improved" or f[0].family in fail_on)]
+        if picked:
+            metric, verdict, value, baseline = picked[0]
+            return out(change, metric.name, value, baseline, verdict.interval, note, gates=change == "regressed")
+    if not found:
+        return out("unchanged", note="no metric measured on earlier nights")
+    metric, verdict, value, baseline = found[0]
+    return out("unchanged", metric.name, value, baseline, verdict.interval, note)
 
 
 def _positive(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
-def _metric_verdict(metric: Metric, value: float, values: list[float], row: dict, previous, threshold: float) -> dict:
-    """The latest value against the window (three or more nights) or the previous night's samples."""
-    if len(values) >= 3:
-        logs = np.log(values)
-        centre = float(np.median(logs))
-        scale = max(1.4826 * float(np.median(np.abs(logs - centre))), SPREAD_FLOOR)
-        distance = math.log(value) - centre
-        worse = -distance if metric.higher_is_better else distance
-        score = worse / scale
-        ratio = math.exp(distance)
-        beyond = abs(distance) > math.log1p(threshold) and abs(score) > Z_BOUND
-        if metric.family == "memory":
-            beyond = beyond and abs(value - math.exp(centre)) >= memory_floor(row)
-        kind = "unchanged" if not beyond else "regressed" if worse > 0 else "improved"
-        return {"class": kind, "metric": metric, "value": value, "baseline": math.exp(centre), "ratio": ratio,
-                "score": score}
-    base = float(previous[metric.name])
-    verdict = judge(metric, base, value, threshold=threshold,
-                    base_samples=previous.get("latency_ms.samples") if metric.timed else None,
-                    new_samples=row.get("latency_ms.samples") if metric.timed else None,
-                    memory_floor=memory_floor(row, previous))
-    return {"class": verdict.change, "metric": metric, "value": value, "baseline": base, "ratio": verdict.ratio,
-            "score": verdict.p_value}
+    return number(value) and value > 0
 
 
 def _open(verdict: MachineVerdict, threshold: float) -> pd.DataFrame:
@@ -213,9 +197,28 @@ class NightlyResult:
     reruns: int = 0
     notes: list[str] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        found = {name: 0 for name in CLASSES}
+        for m in self.machines:
+            for name, count in m.latest["class"].value_counts().items():
+                found[name] += int(count)
+        return found
+
     @property
     def exit_code(self) -> int:
-        return 1 if any(len(m.failing) for m in self.machines) else 0
+        if any(len(m.failing) for m in self.machines):
+            return EXIT_GATE
+        counts = self.counts()
+        return EXIT_INCOMPLETE if any(counts[name] for name in INCOMPLETE) else EXIT_OK
+
+    def summary_line(self) -> str:
+        counts = ", ".join(f"{n} {name}" for name, n in self.counts().items())
+        failing = sum(len(m.failing) for m in self.machines)
+        if self.exit_code == EXIT_GATE:
+            return f"REGRESSION: {failing} cells regressed or newly failing ({counts})"
+        if self.exit_code == EXIT_INCOMPLETE:
+            return f"INCOMPLETE: no gated regression among the cells judged, but not every cell was ({counts})"
+        return f"no regression: every cell measured and judged ({counts})"
 
 
 def judge_history(directory: str | os.PathLike, *, env_keys: Sequence[str] | None = None,
@@ -255,8 +258,9 @@ def summary_lines(result: NightlyResult) -> list[str]:
         lines.append(f"{m.env_key}: night {m.nights[-1].path.stem} of {len(m.nights)}: "
                      + ", ".join(f"{n} {c}" for c, n in counts.items()) + f"; {len(m.open)} open regressions")
         for row in m.failing.to_dict("records"):
-            what = (f"{heading(row['metric'])} {row['ratio']:.3f}x of the window" if row["metric"] else row["note"])
+            what = (f"{heading(row['metric'])} {row['ratio']:.3f}x ({row['low']:.3f}-{row['high']:.3f}) of its level"
+                    if row["metric"] else row["note"])
             again = " (measured twice: the rerun agrees)" if row["records"] > 1 else ""
             lines.append(f"  {row['class']}: {row['cell']}: {what}{again}")
-    lines.append(f"page: {result.index}")
+    lines += [f"page: {result.index}", result.summary_line()]
     return lines

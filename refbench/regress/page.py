@@ -75,8 +75,9 @@ def _latest_table(m) -> Table | str:
     frame = pd.DataFrame({
         "class": rows["class"], "cell": rows["cell"],
         "metric": rows["metric"].map(lambda n: heading(n) if isinstance(n, str) else "-"),
-        "value": [fmt(v, ".4g") for v in rows["value"]], "window median": [fmt(v, ".4g") for v in rows["baseline"]],
-        "ratio": [fmt(v, ".3f") for v in rows["ratio"]], "z or p": [fmt(v, ".3g") for v in rows["score"]],
+        "value": [fmt(v, ".4g") for v in rows["value"]], "level": [fmt(v, ".4g") for v in rows["baseline"]],
+        "ratio": [fmt(v, ".3f") for v in rows["ratio"]],
+        "interval": ["-" if pd.isna(lo) else f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(rows["low"], rows["high"])],
         "gates": ["yes" if g else "" for g in rows["gates"]],
         "measured": [f"{n}x" + (" (rerun agrees)" if n > 1 and g else "")
                      for n, g in zip(rows["records"], rows["gates"])],

@@ -109,7 +109,7 @@ def _measure_rank(spec: dict[str, Any], backend: backends.Backend, rank: int, wo
         dist.all_gather_object(digests, _digest(step.model.module))
     with probe.window("") as memory:
         timing = measure(step, step.device, iters=spec["iters"], min_warmup=spec["warmup"],
-                         max_warmup=spec["warmup"], max_warmup_s=math.inf,
+                         max_warmup=spec["warmup"], max_warmup_s=math.inf, min_warmup_s=0,
                          agree_block=lambda block: _largest_block(block, step.device))
     figures["step_ms"] = timing.measurement.samples_ms
     figures["memory"] = memory

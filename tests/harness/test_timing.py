@@ -41,6 +41,7 @@ def test_processes_that_step_together_time_the_block_they_agree_on():
         proposed.append(block)
         return 7
 
-    result = measure(lambda: calls.append(1), "cpu", iters=3, min_warmup=1, max_warmup=1, agree_block=agree)
+    result = measure(lambda: calls.append(1), "cpu", iters=3, min_warmup=1, max_warmup=1, min_warmup_s=0,
+                     agree_block=agree)
     assert proposed[0] > 1 and result.measurement.block == 7   # its own proposal was overruled
     assert len(calls) == 1 + 3 * 7

@@ -11,8 +11,7 @@ def _paced_night(directory, paces, pace_file, monkeypatch):
     monkeypatch.setenv("REFBENCH_TEST_PACE_FILE", str(pace_file))
     matrix = Matrix(workloads=["test_paced"], backends=["cpu"], modes=["infer"], batch_sizes=[2],
                     settings=Settings(iters=10, max_warmup=3, imports=("tests.fixtures.paced_workload",)))
-    # the machine running the tests may be busy: judge its cells anyway (the busy rule has its own test)
-    return run_nightly(directory, matrix=matrix, isolation="inline", judge_busy=True)
+    return run_nightly(directory, matrix=matrix, isolation="inline")
 
 
 def test_a_flag_stays_only_when_the_rerun_agrees(tmp_path, monkeypatch):
