@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import sys
 
-from refbench.cli._options import csv_list, matrix_of, matrix_options, needs_torch, print_table, table_options, warn, writable
-from refbench.run.settings import threads_option, positive_int
+from refbench.cli._options import (csv_list, int_list, matrix_of, matrix_options, needs_torch, print_table,
+                                   table_options, writable)
+from refbench.errors import EXIT_GATE, EXIT_OK
+from refbench.run.settings import positive_int, threads_option
 
 
 def register(sub) -> None:
@@ -32,15 +34,17 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
-        "validate", help="check refbench's clock against torch.utils.benchmark",
-        description="Check refbench's step times against torch.utils.benchmark on the same steps, and measure "
-                    "what a cell costs besides its steps (start-up, set-up, check, warm-up).",
-        epilog="example:\n  refbench validate --workloads mlp,lenet5 --device cpu")
-    p.add_argument("--workloads", type=csv_list, default=["mlp", "lenet5"], help="workloads to time")
+        "validate", help="check run's figures against torch.utils.benchmark and pyperf",
+        description="Check the step time `refbench run` records (its own fresh process, the run's warm-up) against "
+                    "the same step timed by torch.utils.benchmark and by pyperf in fresh processes of their own, "
+                    "taking turns; and show what a cell costs besides its steps (start-up, set-up, check, warm-up).",
+        epilog="example:\n  refbench validate --workloads mlp,lenet5,cnn_small --batch-sizes 16,128")
+    p.add_argument("--workloads", type=csv_list, default=["mlp", "lenet5", "cnn_small"], help="workloads to time")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="samples per step")
-    p.add_argument("--repeats", type=positive_int, default=5, help="isolated runs of one cell, for the run-to-run CV")
-    p.add_argument("--iters", type=positive_int, default=50, help="timed iterations per measurement")
+    p.add_argument("--batch-sizes", type=int_list, default=[128], help="samples per step, comma-separated "
+                                                                      "(default: run's, 128)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="fresh processes of each clock, taking turns")
+    p.add_argument("--iters", type=positive_int, default=20, help="timed iterations of run's cell")
     p.add_argument("--threads", type=threads_option, default=1, help="torch CPU threads: N or all")
     p.add_argument("--out", default=None, help="JSON file for the figures (default: none)")
     p.set_defaults(func=cmd_validate)
@@ -51,7 +55,7 @@ def cmd_run(args) -> int:
     from refbench.harness.noise import busy_warning
     from refbench.report.tables import RUN_COLUMNS, run_row
     from refbench.run.progress import Progress
-    from refbench.run.runner import parse_shard, run_matrix
+    from refbench.run.runner import exit_code, parse_shard, run_matrix, summary_line
 
     matrix = matrix_of(args)
     shard = parse_shard(args.shard) if args.shard else None
@@ -87,7 +91,8 @@ def cmd_run(args) -> int:
         from refbench.report.build import write_report
 
         print_report(write_report([out], args.report))
-    return 0 if all(r["status"] in ("ok", "skipped") for r in records) else 1
+    print(summary_line(records))
+    return exit_code(records)
 
 
 @needs_torch
@@ -95,7 +100,7 @@ def cmd_validate(args) -> int:
     from refbench.run.validate import print_validation, validate
 
     out = writable(args.out) if args.out else None
-    result = validate(workloads=args.workloads, device=args.device, batch_size=args.batch_size,
+    result = validate(workloads=args.workloads, device=args.device, batch_sizes=args.batch_sizes,
                       repeats=args.repeats, iters=args.iters, threads=args.threads, out=out)
     print_validation(result)
-    return 0 if result["agrees"] else 1
+    return EXIT_OK if result["agrees"] else EXIT_GATE

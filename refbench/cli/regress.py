@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from refbench.cli._options import judging_options, matrix_of, matrix_options, needs_torch, table_options, warn
+from refbench.errors import EXIT_INCOMPLETE, EXIT_OK
 from refbench.run.settings import positive_int
 
 
@@ -115,7 +116,13 @@ def cmd_bisect(args) -> int:
     result = bisect(good=args.good, bad=args.bad, cell=args.cell, metric=args.metric, repo=args.repo,
                     measure=args.measure, iters=args.iters, threads=args.threads, max_repeats=args.max_repeats,
                     threshold=parse_threshold(args.threshold), log=lambda line: print(line, file=sys.stderr))
+    if result.first_bad is None:
+        for commit in result.candidates:
+            print(f"  could be {commit[:12]}")
+        print(f"INCONCLUSIVE: {result.reason}")
+        return EXIT_INCOMPLETE
+    there = f"{result.ratio:.3f}x of --good there" if result.ratio is not None else "its figures are in the log"
     print(f"first bad commit: {result.first_bad[:12]} {result.subject}")
-    print(f"{args.metric}: {result.ratio:.3f}x of --good there (--bad: {result.good_ratio:.3f}x); "
-          f"{result.steps} commits measured in {result.wall_s:.0f} s")
-    return 0
+    print(f"{args.metric}: {there} (--bad: {result.good_ratio:.3f}x); {result.steps} commits judged in "
+          f"{result.wall_s:.0f} s")
+    return EXIT_OK

@@ -15,8 +15,8 @@ On the CPU each sample also keeps the process's CPU time (``cpu_samples``):
 time other processes take from the cell lengthens its wall time, not its CPU
 time, so on a busy machine the CPU clock is often the steadier one
 (refbench.regress.stats judges by whichever clock is tighter). Warm-up lasts
-at least ``MIN_WARMUP_S`` as well as until the step time is steady: a fresh
-process's first milliseconds of steady-looking steps are not yet its level.
+at least ``min_warmup_s`` as well as until the step time is steady: a fresh
+process's first steady-looking steps are not yet its level.
 """
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ import torch
 
 BLOCK_MS = 2.0          # steps shorter than this are timed in blocks at least this long
 MAX_BLOCK = 1000
-MIN_WARMUP_S = 0.25     # warm-up lasts at least this long, however steady the first steps look
 
 @dataclass
 class Measurement:
@@ -118,7 +117,7 @@ class TimingResult:
 
 def measure(step: Callable[[], object], device, *, iters: int = 20, min_warmup: int = 3,
             max_warmup: int = 50, window: int = 5, steady_cv: float = 0.05, max_warmup_s: float = 30.0,
-            min_warmup_s: float = MIN_WARMUP_S, agree_block: Callable[[int], int] | None = None) -> TimingResult:
+            min_warmup_s: float = 0.0, agree_block: Callable[[int], int] | None = None) -> TimingResult:
     """Warm up until steady (the last ``window`` steps within ``steady_cv``) and ``min_warmup_s`` have passed, or
     a cap (``max_warmup`` steps, once ``min_warmup_s`` have passed; ``max_warmup_s``), then time ``iters`` steps.
 

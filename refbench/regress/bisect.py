@@ -7,17 +7,18 @@ test, with that commit's own refbench (``python -m refbench run`` of the one
 cell, or ``--measure CMD``: a command run in the checkout that writes the
 cell's result record, or a pytest-benchmark file, to ``$REFBENCH_BISECT_OUT``).
 
-First GOOD and BAD are measured; they must differ beyond the threshold and
-significantly (Mann-Whitney U on the step times, refbench.regress.compare), or there is
-nothing to bisect. Then ``git bisect run`` calls refbench.regress.bisect_step at each
-commit: it measures the cell, and again (the samples pooled) until the
-commit is significantly different from one reference and closer to the
-other: bad (exit 1) when it is closer to BAD, good (0) when closer to GOOD;
-a commit that cannot be measured or stays undecided after ``max_repeats``
-measurements is skipped (125). Each commit is measured at least
-``MIN_RUNS`` times and GOOD and BAD ``REFERENCE_RUNS`` times, interleaved:
-on a shared machine one run's median can be twice another's, and a verdict
-from one run would follow the machine's load, not the commit.
+GOOD and BAD are checked out once more, beside the clone, and measured
+``REFERENCE_RUNS`` times, taking turns: BAD must be worse than GOOD with its
+whole interval beyond the threshold (refbench.regress.stats), or there is
+nothing to bisect and the result says why. Then ``git bisect run`` calls
+refbench.regress.bisect_step at each commit, which measures the commit
+between GOOD and BAD in one stretch, again and again, until the commit's
+interval lies on one side of the midpoint between them; one that stays
+undecided is skipped, never guessed. When the skipped commits leave more
+than one candidate, the result names them all and no first bad commit: the
+verdict is inconclusive (refbench.errors.EXIT_INCOMPLETE), not a confident
+wrong answer, as a commit measured alone while the machine's load rose
+would give.
 """
 from __future__ import annotations
 
@@ -35,13 +36,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy import stats
 
-from refbench.regress.bisect_step import CellKey, measure_checkout
-from refbench.records.metrics import BY_NAME
-from refbench.regress.gates import ALPHA
-from refbench.regress.gates import DEFAULT_THRESHOLD
 from refbench.errors import RefbenchError
+from refbench.records.metrics import BY_NAME
+from refbench.regress.bisect_step import STEP_TIME, CellKey, measure_checkout, paired_interval
+from refbench.regress.gates import DEFAULT_THRESHOLD
+from refbench.regress.stats import classify
 
 REFERENCE_RUNS = 3        # measurements of GOOD and of BAD, pooled
 REFBENCH_ROOT = Path(__file__).resolve().parents[2]
@@ -67,13 +67,15 @@ def parse_cell(text: str) -> CellKey:
 
 @dataclass
 class BisectResult:
-    first_bad: str          # full hash
+    first_bad: str | None   # full hash; None when no single commit could be named (``reason`` says why)
     subject: str
-    ratio: float            # the metric at the first bad commit over GOOD's
+    ratio: float | None     # the metric at the first bad commit over GOOD's
     good_ratio: float       # BAD over GOOD, measured first
     steps: int
     wall_s: float
     log: str                # git bisect's own log
+    reason: str = ""        # why no commit is named
+    candidates: tuple[str, ...] = ()   # the commits it could be, when skips left several
 
 
 def _git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -113,32 +115,35 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
         _git(root, "clone", "--quiet", "--shared", "--no-checkout", str(root), str(tree))
         state = {"cell": key.__dict__, "metric": metric, "measure": measure, "iters": iters, "threads": threads,
                  "max_repeats": max_repeats, "threshold": threshold, "dir": str(scratch)}
-        references: dict[str, list[float]] = {"good": [], "bad": []}
-        for _ in range(REFERENCE_RUNS):     # interleaved, so a busy spell of the machine falls on both
-            for name, rev in (("good", good_hash), ("bad", bad_hash)):
-                _git(tree, "checkout", "--quiet", "--detach", rev)
-                measured = measure_checkout(tree, state)
-                if measured is None:
-                    raise RefbenchError(f"--{name} {rev[:12]}: the cell {cell!r} could not be measured there "
-                                        f"({_last_error(scratch)})")
-                references[name] += measured
+        trees = {"good": scratch / "good", "bad": scratch / "bad"}
         for name, rev in (("good", good_hash), ("bad", bad_hash)):
-            log(f"{name} {rev[:12]}: median {np.median(references[name]):.4g} over {len(references[name])} "
-                f"values of {REFERENCE_RUNS} runs")
-        state["references"] = references
-        base_ratio = value_ratio(metric, references["bad"], references["good"])
-        p_value = float(stats.mannwhitneyu(references["good"], references["bad"]).pvalue)
-        metric_info = BY_NAME[metric]
-        worse = 1 / base_ratio if metric_info.higher_is_better else base_ratio
-        if worse <= 1 + threshold or p_value >= ALPHA:
-            raise RefbenchError(f"--bad {bad} is not significantly worse than --good {good} for {cell!r} "
-                                f"({metric} ratio {base_ratio:.3f}, p {p_value:.2g}); nothing to bisect")
+            _git(tree, "worktree", "add", "--quiet", "--detach", str(trees[name]), rev)
+        state["trees"] = {name: str(path) for name, path in trees.items()}
+        references: dict[str, list[list[float]]] = {"good": [], "bad": []}
+        for round_ in range(REFERENCE_RUNS):     # taking turns, so a busy spell of the machine falls on both
+            for name in ("good", "bad") if round_ % 2 == 0 else ("bad", "good"):
+                measured = measure_checkout(trees[name], state)
+                if measured is None:
+                    raise RefbenchError(f"--{name} {(good_hash, bad_hash)[name == 'bad'][:12]}: the cell {cell!r} "
+                                        f"could not be measured there ({_last_error(scratch)})")
+                references[name].append(measured)
+        for name, rev in (("good", good_hash), ("bad", bad_hash)):
+            pooled = [t for run in references[name] for t in run]
+            log(f"{name} {rev[:12]}: median step {np.median(pooled):.4g} ms over {len(pooled)} steps of "
+                f"{REFERENCE_RUNS} runs")
+        spread = paired_interval(references["good"], references["bad"])
+        base_ratio = _as_metric(metric, spread.ratio)
+        if classify(STEP_TIME, spread, threshold=threshold) != "regressed":
+            return BisectResult(None, "", None, base_ratio, 0, time.perf_counter() - started, "", reason=(
+                f"--bad {bad} is not worse than --good {good} beyond {threshold:.0%} for {cell!r} with its whole "
+                f"interval: step time BAD/GOOD {spread.ratio:.3f} ({spread.low:.3f}-{spread.high:.3f}); nothing to "
+                f"bisect (more --iters, or a quieter machine, narrows the interval)"))
         (scratch / "state.json").write_text(json.dumps(state), encoding="utf-8")
         _git(tree, "bisect", "start", bad_hash, good_hash)
         env = dict(os.environ)
         # The step is this refbench's, not the checkout's (``-m`` would import the checkout's own refbench first).
-        step = (f"import sys; sys.path.insert(0, {str(REFBENCH_ROOT)!r}); from refbench.regress.bisect_step import main; "
-                f"sys.exit(main({str(scratch / 'state.json')!r}))")
+        step = (f"import sys; sys.path.insert(0, {str(REFBENCH_ROOT)!r}); "
+                f"from refbench.regress.bisect_step import main; sys.exit(main({str(scratch / 'state.json')!r}))")
         run = _bisect_run(["git", "-C", str(tree), "bisect", "run", sys.executable, "-c", step], env)
         steps_log = scratch / "steps.log"
         for line in steps_log.read_text().splitlines() if steps_log.exists() else []:
@@ -147,17 +152,22 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
         found = "is the first bad commit" in run.stdout
         history = _git(tree, "bisect", "log", check=False).stdout
         _git(tree, "bisect", "reset", "--quiet", check=False)
+        steps = sum(1 for line in history.splitlines() if line.startswith(("git bisect good", "git bisect bad",
+                                                                            "git bisect skip")))
         if not found:
+            candidates = tuple(dict.fromkeys(_commits_named(run.stdout + run.stderr)))
             tail = (run.stdout + run.stderr).strip().splitlines()[-1:] or ["no output"]
-            raise RefbenchError(f"git bisect run found no single first bad commit ({tail[0][:160]}); "
-                                f"the commits it skipped could not be told apart: try more --iters")
-        steps = sum(1 for line in history.splitlines() if line.startswith("git bisect good")
-                    or line.startswith("git bisect bad") or line.startswith("git bisect skip"))
-        measured = json.loads((scratch / f"{first}.json").read_text()) if (scratch / f"{first}.json").exists() \
-            else references["bad"]
+            return BisectResult(None, "", None, base_ratio, steps, time.perf_counter() - started, history,
+                                reason=f"no single first bad commit: the commits it skipped could not be told "
+                                       f"apart ({tail[0][:160]}); more --max-repeats or --iters, or a quieter "
+                                       f"machine, may decide them", candidates=candidates)
+        stretch = scratch / f"{first}.json"
+        ratio = None
+        if stretch.exists():
+            runs = json.loads(stretch.read_text())
+            ratio = _as_metric(metric, paired_interval(runs["good"], runs["candidate"]).ratio)
         subject = _git(root, "log", "-1", "--format=%s", first).stdout.strip()
-        return BisectResult(first, subject, value_ratio(metric, measured, references["good"]), base_ratio,
-                            max(steps, 0), time.perf_counter() - started, history)
+        return BisectResult(first, subject, ratio, base_ratio, steps, time.perf_counter() - started, history)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -176,11 +186,15 @@ def _bisect_run(command: list[str], env: dict) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
-def value_ratio(metric: str, samples: list[float], reference: list[float]) -> float:
-    """``metric`` of step times ``samples`` over that of ``reference`` (samples/s is the inverse of the median
-    step time, latency the median itself)."""
-    ratio = float(np.median(samples) / np.median(reference))
-    return 1 / ratio if BY_NAME[metric].higher_is_better else ratio
+def _as_metric(metric: str, time_ratio: float) -> float:
+    """A ratio of step times as the ratio of ``metric`` (samples/s is their inverse, latency the same)."""
+    return 1 / time_ratio if BY_NAME[metric].higher_is_better else time_ratio
+
+
+def _commits_named(text: str) -> list[str]:
+    """The full commit hashes git bisect lists when it cannot name one."""
+    return [word for line in text.splitlines() for word in line.split()
+            if len(word) == 40 and all(c in "0123456789abcdef" for c in word)]
 
 
 def _last_error(scratch: Path) -> str:

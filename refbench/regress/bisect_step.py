@@ -1,9 +1,18 @@
-"""One step of ``git bisect run`` for ``refbench bisect``: measure the checked-out commit, exit 0 good, 1 bad, 125 skip.
+"""One step of ``git bisect run`` for ``refbench bisect``: judge the checked-out commit, exit 0 good, 1 bad, 125 skip.
 
 Run by git in the clone's work tree with refbench's own code on the path
-(refbench.regress.bisect); the measurement itself runs the checked-out commit's code.
-This module imports only numpy and scipy, so a step costs the measurement,
-not refbench's imports.
+(refbench.regress.bisect); each measurement runs a checkout's own code. The
+candidate is measured between GOOD and BAD, in one stretch (GOOD, candidate,
+BAD, then BAD, candidate, GOOD, ...), so that a change of the machine's load
+falls on the three alike, and each round is judged on its own: where the
+candidate's median step time lies between GOOD's (0) and BAD's (1) in that
+round, on a log scale. After ``MIN_RUNS`` rounds, and after each round from
+then on, the rounds' positions get a t interval: bad when the whole interval
+lies above the midpoint (0.5), good when it lies below, and measured again
+while it straddles it, so that a round whose load changed halfway widens
+the interval instead of deciding. A candidate still undecided after
+``max_repeats`` rounds, or that cannot be measured, is skipped (125), never
+guessed.
 """
 import json
 import math
@@ -16,9 +25,14 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-GOOD, BAD, SKIP = 0, 1, 125
-MIN_RUNS = 2      # measurements of a commit before its verdict (refbench.regress.bisect)
-from refbench.regress.gates import ALPHA  # light: no torch
+from refbench.records.metrics import BY_NAME
+from refbench.regress.gates import ALPHA
+from refbench.regress.stats import Interval, classify, samples_interval
+
+GOOD, BAD, SKIP, ABORT = 0, 1, 125, 128
+MIN_RUNS = 2                              # rounds before a candidate's first verdict
+STEP_TIME = BY_NAME["latency_ms.median"]  # what a stretch compares: step times, worse when longer
+ORDERS = (("good", "candidate", "bad"), ("bad", "candidate", "good"))
 
 
 @dataclass(frozen=True)
@@ -82,38 +96,61 @@ def _cell_samples(text: str, key: CellKey) -> list[float] | None:
     return [float(t) for t in samples] if isinstance(samples, list) and len(samples) >= 2 else None
 
 
-def classify(samples: list[float], good: list[float], bad: list[float]) -> int | None:
-    """GOOD or BAD when ``samples`` are significantly apart from one reference and closer to the other, else None."""
-    centre = math.log(np.median(samples))
-    to_good, to_bad = abs(centre - math.log(np.median(good))), abs(centre - math.log(np.median(bad)))
-    far_from = lambda ref: len(samples) >= 2 and stats.mannwhitneyu(samples, ref).pvalue < ALPHA  # noqa: E731
-    if to_bad < to_good and far_from(good):
-        return BAD
-    if to_good < to_bad and far_from(bad):
-        return GOOD
-    return None
+def paired_interval(base_runs: list[list[float]], new_runs: list[list[float]], *,
+                    alpha: float = ALPHA) -> Interval:
+    """new/base of step times, run against run (the runs of one round measured in one stretch): the t interval
+    of the rounds' log ratios of medians; one round alone, the two runs' samples."""
+    if len(base_runs) < 2:
+        return samples_interval(base_runs[0], new_runs[0], alpha=alpha)
+    logs = np.log([np.median(n) / np.median(b) for b, n in zip(base_runs, new_runs)])
+    half = float(stats.t.ppf(1 - alpha / 2, len(logs) - 1) * np.std(logs, ddof=1) / math.sqrt(len(logs)))
+    centre = float(np.mean(logs))
+    return Interval(math.exp(centre), math.exp(centre - half), math.exp(centre + half), "runs")
+
+
+def verdict(runs: dict[str, list[list[float]]], threshold: float, *, alpha: float = ALPHA) -> tuple[int | None, str]:
+    """GOOD or BAD for the candidate of these rounds, or None while its interval straddles the midpoint (or
+    GOOD and BAD themselves cannot be told apart in this stretch)."""
+    spread = paired_interval(runs["good"], runs["bad"], alpha=alpha)
+    if classify(STEP_TIME, spread, threshold=threshold) != "regressed":
+        return None, f"BAD/GOOD {spread.ratio:.3f} ({spread.low:.3f}-{spread.high:.3f}) not apart in this stretch"
+    positions = [math.log(np.median(c) / np.median(g)) / math.log(np.median(b) / np.median(g))
+                 for g, c, b in zip(runs["good"], runs["candidate"], runs["bad"])]
+    centre = float(np.mean(positions))
+    half = float(stats.t.ppf(1 - alpha / 2, len(positions) - 1) * np.std(positions, ddof=1)
+                 / math.sqrt(len(positions)))
+    what = (f"between GOOD (0) and BAD (1): {centre:.2f} ({centre - half:.2f} to {centre + half:.2f}) over "
+            f"{len(positions)} rounds; BAD/GOOD {spread.ratio:.3f}")
+    if centre - half > 0.5:
+        return BAD, what
+    if centre + half < 0.5:
+        return GOOD, what
+    return None, what
 
 
 def main(state_path: str) -> int:
     state = json.loads(Path(state_path).read_text(encoding="utf-8"))
-    tree = Path.cwd()
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
-    pooled: list[float] = []
-    runs = 0
-    for _ in range(max(state["max_repeats"], MIN_RUNS)):
-        samples = measure_checkout(tree, state)
-        if samples is None:
-            _note(state, commit, "skipped: the cell could not be measured there")
-            return SKIP
-        pooled += samples
-        runs += 1
-        verdict = None if runs < MIN_RUNS else classify(pooled, state["references"]["good"], state["references"]["bad"])
-        if verdict is not None:
-            (Path(state["dir"]) / f"{commit}.json").write_text(json.dumps(pooled), encoding="utf-8")
-            _note(state, commit, f"{'bad' if verdict == BAD else 'good'}: median {np.median(pooled):.4g} ms "
-                                 f"over {len(pooled)} steps")
-            return verdict
-    _note(state, commit, f"skipped: undecided after {len(pooled)} steps (median {np.median(pooled):.4g} ms)")
+    trees = {"good": Path(state["trees"]["good"]), "bad": Path(state["trees"]["bad"]), "candidate": Path.cwd()}
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    runs: dict[str, list[list[float]]] = {"good": [], "candidate": [], "bad": []}
+    what = ""
+    for round_ in range(max(state["max_repeats"], MIN_RUNS)):
+        for side in ORDERS[round_ % 2]:
+            samples = measure_checkout(trees[side], state)
+            if samples is None:
+                if side == "candidate":
+                    _note(state, commit, "skipped: the cell could not be measured there")
+                    return SKIP
+                _note(state, commit, f"aborted: {side.upper()} could not be measured again")
+                return ABORT
+            runs[side].append(samples)
+        if round_ + 1 >= MIN_RUNS:
+            found, what = verdict(runs, state["threshold"])
+            if found is not None:
+                (Path(state["dir"]) / f"{commit}.json").write_text(json.dumps(runs), encoding="utf-8")
+                _note(state, commit, f"{'bad' if found == BAD else 'good'} after {round_ + 1} rounds: {what}")
+                return found
+    _note(state, commit, f"skipped: undecided after {len(runs['candidate'])} rounds: {what}")
     return SKIP
 
 

@@ -106,8 +106,19 @@ class Matrix:
             get_workload(name).resolve_variant(**variant)
 
     def cells(self) -> list[Cell]:
-        """Every cell, backend-major: with a time budget the costly backends listed last are cut first."""
+        """Every cell, cheapest first across the backends: each backend's cells ordered by their estimated cost,
+        then dealt out a backend at a time, so that a run cut short by its time budget loses the costliest
+        cells of every backend rather than the backends listed last."""
         self.validate()
         names = self.workload_names()
-        return [plan_cell(w, b, m, bs, self.variants.get(w))
-                for b in self.backends for w in names for m in self.modes for bs in self.batch_sizes]
+        per_backend = [sorted((plan_cell(w, b, m, bs, self.variants.get(w))
+                               for w in names for m in self.modes for bs in self.batch_sizes), key=_cost)
+                       for b in self.backends]
+        return [cell for rank in range(max(map(len, per_backend))) for cells in per_backend
+                for cell in cells[rank:rank + 1]]
+
+
+def _cost(cell: Cell) -> float:
+    """A cell's relative cost: parameters x batch size, three times that to train (forward, backward, update)."""
+    parameters = get_workload(cell.workload).parameter_count(**cell.variant)
+    return max(parameters, 1) * cell.batch_size * (3 if cell.mode == "train" else 1)

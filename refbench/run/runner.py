@@ -36,7 +36,7 @@ from refbench.records.schema import MATRIX_MODES, STATUSES, cell_key, new_run_id
 from refbench.records.store import ResultWriter, read_results
 from refbench.run.settings import Settings
 from refbench.run.throughput import Outcome
-from refbench.errors import RefbenchError
+from refbench.errors import EXIT_GATE, EXIT_INCOMPLETE, EXIT_OK, RefbenchError
 
 ISOLATIONS = ("forkserver", "subprocess", "inline")
 # Cells a resumed run measures again: those that never got to finish.
@@ -119,6 +119,34 @@ def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False, 
             records.append(record)
             on_record(record)
     return records
+
+
+NOT_MEASURED = ("not_run", "timeout", "error", "oom")
+
+
+def exit_code(records: list[dict]) -> int:
+    """EXIT_GATE when a cell gave a wrong answer, else EXIT_INCOMPLETE when a cell asked for has no
+    measurement, else EXIT_OK (skipped cells are the backends' stated limits, not gaps)."""
+    statuses = {r["status"] for r in records}
+    if "failed" in statuses:
+        return EXIT_GATE
+    return EXIT_INCOMPLETE if statuses & set(NOT_MEASURED) else EXIT_OK
+
+
+def summary_line(records: list[dict], resume_hint: str = "rerun the same command with --resume") -> str:
+    """One line: how many cells were measured, wrong, skipped and not measured, and how to finish."""
+    counts = {status: sum(r["status"] == status for r in records) for status in STATUSES}
+    unstable = sum(bool((r.get("metrics") or {}).get("unstable")) for r in records)
+    missing = sum(counts[s] for s in NOT_MEASURED)
+    parts = [f"{counts['ok']} ok" + (f" ({unstable} unstable)" if unstable else ""), f"{counts['failed']} failed",
+             f"{counts['skipped']} skipped", f"{missing} not measured"
+             + (" (" + ", ".join(f"{counts[s]} {s}" for s in NOT_MEASURED if counts[s]) + ")" if missing else "")]
+    counted = f"{len(records)} cells: " + ", ".join(parts)
+    if exit_code(records) == EXIT_GATE:
+        return f"WRONG ANSWERS: {counts['failed']} cells failed their correctness check ({counted})"
+    if missing:
+        return f"INCOMPLETE: {missing} of {len(records)} cells have no measurement; {resume_hint} ({counted})"
+    return f"complete: every cell measured ({counted})"
 
 
 def run_cell(cell: Cell, settings: Settings | None = None, *, isolation: str = "forkserver") -> dict:

@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+MIN_WARMUP_S = 1.0   # a fresh process's first second of steps runs slower than its level (refbench validate)
+
 
 def positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "a positive integer")
@@ -22,6 +24,10 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 0, "a non-negative integer")
+
+
+def non_negative_float(text: str) -> float:
+    return _number(text, float, lambda v: v >= 0 and v != float("inf"), "a non-negative number")
 
 
 def positive_float(text: str) -> float:
@@ -54,6 +60,9 @@ class Settings:
     iters: int = _option(20, "timed iterations per cell", positive_int)
     max_warmup: int = _option(50, "most warm-up steps before timing", non_negative_int)
     max_warmup_s: float = _option(30.0, "most warm-up seconds before timing", positive_float)
+    min_warmup_s: float = _option(MIN_WARMUP_S, "least warm-up seconds before timing, however steady the first "
+                                                "steps look (a fresh process is not yet at its level)",
+                                  non_negative_float)
     timeout_s: float = _option(600.0, "seconds a cell may take before it is killed", positive_float, "--timeout")
     check: bool = _option(True, "skip checking each cell's first step (outputs and gradients) against a float64 "
                                 "reference; the cell is then only checked for NaN/Inf (by default it is checked)",

@@ -90,7 +90,7 @@ def _measure(step: Step, settings: Settings, clock: "_Clock") -> Outcome:
     load = LoadProbe().start()
     with probe.window("") as memory:
         timing = measure(step, step.device, iters=settings.iters, max_warmup=settings.max_warmup,
-                         max_warmup_s=settings.max_warmup_s)
+                         max_warmup_s=settings.max_warmup_s, min_warmup_s=settings.min_warmup_s)
     noise = load.stop(timing.measurement.cv, torch.get_num_threads())
     clock.phases["warmup_s"] = timing.warmup_s
     clock.lap("timed_s")

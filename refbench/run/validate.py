@@ -1,20 +1,18 @@
-"""``refbench validate``: is refbench's clock right, and what does a cell cost besides its steps?
+"""``refbench validate``: is the figure ``refbench run`` records right, and what does a cell cost besides its steps?
 
-1. Agreement. On one train step (same model, batch and optimizer, in this
-   process) refbench's median step time (refbench.harness.timing.measure) is compared
-   with the median of ``torch.utils.benchmark.Timer`` timing the same step
-   one call at a time; after refbench's warm-up the two clocks take turns,
-   one step each, so that drift of a busy machine hits both alike. They must agree within 3% on a GPU and 5% on a CPU
-   (``TOLERANCE``). ``Timer.blocked_autorange``'s median (of blocks of many
-   steps, so it follows the mean and takes in the slow tail of a busy
-   machine) is reported next to it, as is refbench's mean.
-2. Overhead. The same cell run isolated (refbench.run.runner, fork-server
-   children) reports its phases: process start, set-up, first step, the fp64
-   check, warm-up and the timed steps; a fresh interpreter's import time is
-   measured too, which is what ``--isolation subprocess`` pays per cell.
-3. Repeatability. The isolated cell runs ``repeats`` times: the CV of its
-   median across runs, and the mean CV of the steps within a run.
-4. CUDA graphs (GPU only). The ``cudagraphs`` backend's replay of a train
+1. Agreement. The median step time ``refbench run`` records for a train cell
+   (its own fresh child process, the run's warm-up and settings) is compared
+   with the same step timed by torch.utils.benchmark (``Timer.blocked_autorange``)
+   and by pyperf, each in fresh processes of their own
+   (refbench.run.peer_timing): neither second opinion uses refbench's clock.
+   The three take turns, ``repeats`` times, so that a change of the
+   machine's load falls on all of them; refbench's figure must be within
+   ``TOLERANCE`` of both medians (3% on a GPU, 5% on a CPU).
+2. Overhead. The phases of those isolated cells: process start, set-up,
+   first step, the fp64 check, warm-up and the timed steps; a fresh
+   interpreter's import time is measured too, which is what ``--isolation
+   subprocess`` pays per cell. Their spread between runs is the run-to-run CV.
+3. CUDA graphs (GPU only). The ``cudagraphs`` backend's replay of a train
    step against the same step captured by hand, the way the PyTorch docs
    show whole-network capture (capturable optimizer, static inputs, warm-up
    on a side stream): the backend should reach ``CUDAGRAPH_GOAL`` of the
@@ -31,39 +29,56 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils import benchmark
 
-from refbench.run.matrix import Matrix
-from refbench.run.runner import run_matrix
-from refbench.run.settings import Settings
-from refbench.harness.step import prepare, set_threads
-from refbench.harness.timing import Measurement, StepTimer, measure
 from refbench.errors import RefbenchError
+from refbench.harness.step import prepare, set_threads
+from refbench.harness.timing import Measurement, measure
+from refbench.run.matrix import plan_cell
+from refbench.run.runner import run_cell
+from refbench.run.settings import Settings
 
 TOLERANCE = {"cuda": 0.03, "cpu": 0.05}
 CUDAGRAPH_GOAL = 0.9
+ROOT = Path(__file__).resolve().parents[2]
+PYPERF = ["--processes", "2", "--values", "5", "--warmups", "1", "--quiet"]
 
 
-def agreement(name: str, device: str, batch_size: int, *, iters: int = 50, rounds: int = 3) -> dict:
-    """refbench's and torch.utils.benchmark's median of the same train step, in milliseconds.
+def agreement(name: str, device: str, batch_size: int, *, repeats: int, settings: Settings) -> dict:
+    """``repeats`` rounds of: the cell as ``run`` measures it, Timer's figure, pyperf's; medians in ms."""
+    cell = plan_cell(name, device, "train", batch_size)
+    records, timer, pyperf = [], [], []
+    for _ in range(repeats):
+        record = run_cell(cell, settings)
+        if record["status"] != "ok":
+            raise RefbenchError(f"validation cell {name} on {device} ended {record['status']}: {record['error']}")
+        records.append(record)
+        timer.append(_peer("timer", name, device, batch_size, settings.threads))
+        pyperf.append(_peer("pyperf", name, device, batch_size, settings.threads))
+    ours = [r["metrics"]["latency_ms"]["median"] for r in records]
+    phases = {key: statistics.median(r["metrics"]["phases_s"].get(key, 0.0) for r in records)
+              for key in records[-1]["metrics"]["phases_s"]}
+    return {"workload": name, "batch_size": batch_size, "refbench_ms": ours, "torch_benchmark_ms": timer,
+            "pyperf_ms": pyperf, "vs_torch_benchmark": statistics.median(ours) / statistics.median(timer) - 1,
+            "vs_pyperf": statistics.median(ours) / statistics.median(pyperf) - 1,
+            "cv_between_runs": Measurement(ours).cv,
+            "cv_within_run": statistics.fmean(r["metrics"]["latency_ms"]["cv"] for r in records), "phases_s": phases}
 
-    Timer runs at the thread count the step runs at (its default is one thread).
-    """
-    step = prepare(name, device, "train", batch_size, keep_reference_state=False)
-    ours, single, blocked = [], [], []
-    timer = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
-    step_timer = StepTimer(device)
-    warm = measure(step, device, iters=5, max_warmup=20, max_warmup_s=10).measurement
-    block = warm.block   # refbench times short steps in blocks: Timer gets the same blocks
-    for _ in range(rounds):
-        for _ in range(iters):
-            ours.append(step_timer(step, block))
-            single.append(timer.timeit(block).median * 1e3)
-        blocked += [t * 1e3 for t in timer.blocked_autorange(min_run_time=0.3).times]
-    ours_ms, theirs_ms = statistics.median(ours), statistics.median(single)
-    return {"workload": name, "refbench_ms": ours_ms, "refbench_mean_ms": statistics.fmean(ours),
-            "torch_benchmark_ms": theirs_ms, "torch_benchmark_blocked_ms": statistics.median(blocked),
-            "difference": ours_ms / theirs_ms - 1, "block": block}
+
+def _peer(kind: str, name: str, device: str, batch_size: int, threads) -> float:
+    """One figure of a second opinion, in milliseconds, from fresh processes (refbench.run.peer_timing)."""
+    step = ["--workload", name, "--device", device, "--batch-size", str(batch_size), "--threads", str(threads or 1)]
+    with tempfile.TemporaryDirectory(prefix="refbench-validate-") as scratch:
+        out = Path(scratch) / "pyperf.json"
+        command = [sys.executable, "-m", "refbench.run.peer_timing", kind, *step]
+        command += [*PYPERF, "-o", str(out)] if kind == "pyperf" else []
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RefbenchError(f"{kind} could not time {name}: {(done.stderr or done.stdout).strip()[-300:]}")
+        if kind == "timer":
+            return json.loads(done.stdout.strip().splitlines()[-1])["median_ms"]
+        import pyperf
+
+        return pyperf.Benchmark.load(str(out)).median() * 1e3
 
 
 def cudagraph_comparison(name: str, batch_size: int, *, iters: int = 50) -> dict:
@@ -100,54 +115,27 @@ def import_seconds() -> float:
     return time.perf_counter() - start
 
 
-def isolated_runs(name: str, device: str, batch_size: int, *, repeats: int, iters: int, threads: int | None) -> dict:
-    """Run one cell ``repeats`` times in its own process: overhead per phase and run-to-run CV."""
-    matrix = Matrix(workloads=[name], backends=[device], modes=["train"], batch_sizes=[batch_size],
-                    settings=Settings(iters=iters, max_warmup=20, max_warmup_s=10, threads=threads))
-    records = []
-    with tempfile.TemporaryDirectory(prefix="refbench-validate-") as tmp:
-        out = Path(tmp) / "cells.jsonl"
-        for _ in range(repeats):
-            started = time.perf_counter()
-            (record,) = run_matrix(matrix, out)
-            record["wall_s"] = time.perf_counter() - started
-            records.append(record)
-    bad = [r for r in records if r["status"] != "ok"]
-    if bad:
-        raise RefbenchError(f"validation cell {name} on {device} ended {bad[0]['status']}: {bad[0]['error']}")
-    medians = [r["metrics"]["latency_ms"]["median"] for r in records]
-    phases = {key: statistics.median(r["metrics"]["phases_s"].get(key, 0.0) for r in records)
-              for key in records[-1]["metrics"]["phases_s"]}
-    # The first run also starts the fork server (imports); later runs show the per-cell cost.
-    return {"workload": name, "runs": repeats, "median_ms": medians,
-            "cv_between_runs": Measurement(medians).cv,
-            "cv_within_run": statistics.fmean(r["metrics"]["latency_ms"]["cv"] for r in records),
-            "phases_s": phases, "first_run_wall_s": records[0]["wall_s"],
-            "later_run_wall_s": statistics.median(r["wall_s"] for r in records[1:]) if repeats > 1 else None}
-
-
-def validate(*, workloads, device: str | None = None, batch_size: int = 64, repeats: int = 5, iters: int = 50,
-             threads: int | None = None, out: str | None = None) -> dict:
+def validate(*, workloads, device: str | None = None, batch_sizes=(128,), repeats: int = 3, iters: int = 20,
+             threads: int | None = 1, out: str | None = None) -> dict:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device not in TOLERANCE:
         raise RefbenchError(f"--device must be cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise RefbenchError("--device cuda asked for, but this machine has no CUDA device")
-    if batch_size < 1 or repeats < 1 or iters < 1:
-        raise RefbenchError("--batch-size, --repeats and --iters must be positive")
     set_threads(threads)
     tolerance = TOLERANCE[device]
-    agreements = [agreement(name, device, batch_size, iters=iters) for name in workloads]
+    settings = Settings(iters=iters, threads=threads)   # the run's own warm-up and settings otherwise
+    agreements = [agreement(name, device, batch_size, repeats=repeats, settings=settings)
+                  for name in workloads for batch_size in batch_sizes]
     result = {
-        "device": device, "batch_size": batch_size, "threads": torch.get_num_threads(), "tolerance": tolerance,
-        "agreement": agreements,
-        "agrees": all(abs(a["difference"]) <= tolerance for a in agreements),
+        "device": device, "threads": torch.get_num_threads(), "tolerance": tolerance, "repeats": repeats,
+        "min_warmup_s": settings.min_warmup_s, "agreement": agreements,
+        "agrees": all(abs(a[k]) <= tolerance for a in agreements for k in ("vs_torch_benchmark", "vs_pyperf")),
         "fresh_interpreter_import_s": import_seconds(),
-        "isolated": [isolated_runs(name, device, batch_size, repeats=repeats, iters=iters, threads=threads)
-                     for name in workloads],
     }
     if device == "cuda":
-        result["cudagraphs"] = [cudagraph_comparison(name, batch_size, iters=iters) for name in workloads]
+        result["cudagraphs"] = [cudagraph_comparison(name, batch_size, iters=iters)
+                                for name in workloads for batch_size in batch_sizes]
         result["agrees"] = result["agrees"] and all(c["meets_goal"] for c in result["cudagraphs"])
     if out:
         Path(out).write_text(json.dumps(result, indent=2))
@@ -155,22 +143,21 @@ def validate(*, workloads, device: str | None = None, batch_size: int = 64, repe
 
 
 def print_validation(result: dict) -> None:
-    print(f"device {result['device']}, batch {result['batch_size']}, {result['threads']} threads; "
-          f"agreement tolerance {result['tolerance']:.0%}")
+    print(f"device {result['device']}, {result['threads']} threads; run's figure against torch.utils.benchmark and "
+          f"pyperf, {result['repeats']} fresh processes each, interleaved; tolerance {result['tolerance']:.0%}")
     for a in result["agreement"]:
-        verdict = "ok" if abs(a["difference"]) <= result["tolerance"] else "DISAGREES"
-        print(f"  {a['workload']:<16} median refbench {a['refbench_ms']:.4f} ms, torch.utils.benchmark "
-              f"{a['torch_benchmark_ms']:.4f} ms: difference {a['difference']:+.1%} {verdict}  (refbench mean "
-              f"{a['refbench_mean_ms']:.4f} ms, Timer.blocked_autorange {a['torch_benchmark_blocked_ms']:.4f} ms)")
+        verdict = "ok" if max(abs(a["vs_torch_benchmark"]), abs(a["vs_pyperf"])) <= result["tolerance"] else "DISAGREES"
+        print(f"  {a['workload']:<12} batch {a['batch_size']:<4} run {statistics.median(a['refbench_ms']):.4f} ms, "
+              f"torch.utils.benchmark {statistics.median(a['torch_benchmark_ms']):.4f} ms "
+              f"({a['vs_torch_benchmark']:+.1%}), pyperf {statistics.median(a['pyperf_ms']):.4f} ms "
+              f"({a['vs_pyperf']:+.1%}) {verdict}; CV between runs {a['cv_between_runs']:.3f}, within a run "
+              f"{a['cv_within_run']:.3f}")
+        print("      median phases (s): " + ", ".join(f"{k} {v:.3f}" for k, v in a["phases_s"].items()))
     print(f"fresh interpreter importing the harness: {result['fresh_interpreter_import_s']:.2f} s "
           f"(the per-cell cost of --isolation subprocess)")
-    for r in result["isolated"]:
-        phases = ", ".join(f"{k} {v:.3f}" for k, v in r["phases_s"].items())
-        print(f"  {r['workload']:<16} {r['runs']} isolated runs: CV between runs {r['cv_between_runs']:.3f}, "
-              f"within a run {r['cv_within_run']:.3f}; median phases (s): {phases}; wall per cell: first "
-              f"{r['first_run_wall_s']:.2f} s, later {r['later_run_wall_s'] or float('nan'):.2f} s "
-              f"(the validation's first cell also starts the fork server)")
     for c in result.get("cudagraphs", ()):
         print(f"  {c['workload']:<16} cudagraphs backend {c['backend_ms']:.4f} ms per step, hand-captured graph "
               f"{c['hand_captured_ms']:.4f} ms: {c['speed_vs_hand']:.2f}x of its speed "
               f"({'ok' if c['meets_goal'] else 'BELOW'} the {CUDAGRAPH_GOAL}x goal)")
+    print("validate: run's figure agrees with both" if result["agrees"] else
+          "DISAGREES: run's figure is off a second opinion by more than the tolerance")
