@@ -6,10 +6,15 @@ because a GPU box usually has a matched, preinstalled torch and may have no
 internet.
 """
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import nox
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # refbench.errors alone: nox's Python has no torch
+from refbench.errors import EXIT_GATE, EXIT_INCOMPLETE, EXIT_OK  # noqa: E402
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -41,12 +46,14 @@ def tests(session: nox.Session) -> None:
 # (`nox -s bench -- --backends cpu+compile --workloads all`), int8 compiled (`--backends cpu+int8+compile`),
 # larger batches (`--batch-sizes 64,128`). Results go to results/cpu/ (ignored by git); an earlier run's
 # file there is kept beside it, renamed by its time. REFBENCH_OUT=DIR writes elsewhere (reports/cpu to
-# refresh the committed sample). Extra arguments go to `refbench run`.
-CPU_SETTINGS = ["--modes", "train,infer", "--batch-sizes", "16", "--iters", "5", "--max-warmup", "5",
-                "--max-warmup-s", "2", "--timeout", "180", "--threads", "1"]
+# refresh the committed sample). Extra arguments go to `refbench run`. The session fails when a cell gave a
+# wrong answer or has no measurement, and says how to finish (`nox -s bench -- --resume`); the time budgets are
+# a safety net for a machine far slower than this one, not part of the plan.
+CPU_SETTINGS = ["--modes", "train,infer", "--batch-sizes", "16", "--iters", "10", "--max-warmup", "20",
+                "--max-warmup-s", "3", "--timeout", "300", "--threads", "1"]
 CPU_MATRICES = [
-    ["--workloads", "all", "--backends", "cpu,cpu+int8", "--time-budget", "300"],
-    ["--workloads", "mlp,lenet5,cnn_small,transformer_seq2seq", "--backends", "cpu+compile", "--time-budget", "300"],
+    ["--workloads", "all", "--backends", "cpu,cpu+int8", "--time-budget", "900"],
+    ["--workloads", "mlp,lenet5,cnn_small,transformer_seq2seq", "--backends", "cpu+compile", "--time-budget", "600"],
 ]
 # The full GPU matrix takes hours (a cold max-autotune compile can take minutes per cell);
 # `-- --shard i/n` splits it over machines and `-- --resume` continues an interrupted run.
@@ -70,10 +77,20 @@ def bench(session: nox.Session) -> None:
     folder = Path(os.environ.get("REFBENCH_OUT", "results/cpu"))
     out = folder / "bench.jsonl"
     _fresh_output(out, session.posargs)
+    python = os.path.join(session.bin, "python")
+    codes = []
     for matrix in CPU_MATRICES:
-        session.run("python", "-m", "refbench", "run", *CPU_SETTINGS, *matrix, "--out", str(out), *session.posargs,
-                    success_codes=[0, 1])
+        command = [python, "-m", "refbench", "run", *CPU_SETTINGS, *matrix, "--out", str(out), *session.posargs]
+        session.log(" ".join(command[1:]))
+        codes.append(subprocess.run(command).returncode)
     session.run("python", "-m", "refbench", "report", str(out), "-o", str(folder))
+    if any(code not in (EXIT_OK, EXIT_GATE, EXIT_INCOMPLETE) for code in codes):
+        session.error(f"a matrix ended with exit status {codes}: see its last line above")
+    if EXIT_GATE in codes:
+        session.error("cells gave a wrong answer (status failed): the report's Correctness section names them")
+    if EXIT_INCOMPLETE in codes:
+        session.error(f"the matrix is incomplete: cells in {out} have no measurement; "
+                      "`nox -s bench -- --resume` measures the rest")
 
 
 _GPU_PROBE = """

@@ -62,6 +62,7 @@ def register(sub) -> None:
 def cmd_ddp(args) -> int:
     from refbench.report.tables import DDP_COLUMNS, ddp_row
     from refbench.run.ddp import DDPConfig, run_ddp
+    from refbench.run.runner import exit_code, summary_line
 
     config = DDPConfig(nproc=args.nproc, backend=args.backend, dist_backend=args.dist_backend,
                        batch_size=args.batch_size, strong=args.strong, bucket_cap_mb=args.bucket_cap_mb,
@@ -80,4 +81,5 @@ def cmd_ddp(args) -> int:
         return 0
     print_table([ddp_row(r) for r in records], DDP_COLUMNS, args)
     print(f"{len(records)} records appended to {out}")
-    return 0 if all(r["status"] in ("ok", "skipped") for r in records) else 1
+    print(summary_line(records, "run the same command again"))
+    return exit_code(records)

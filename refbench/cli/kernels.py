@@ -42,6 +42,7 @@ def cmd_kernels(args) -> int:
     from refbench.kernelbench.runs import run_kernel_sweep
     from refbench.report.tables import KERNEL_COLUMNS, kernel_row
     from refbench.run.progress import Progress
+    from refbench.run.runner import exit_code, summary_line
 
     if args.static:
         return _static(args)
@@ -58,7 +59,8 @@ def cmd_kernels(args) -> int:
                                        f"{r['workload']} {r['backend']}: {r['status']}"))
     print_table([kernel_row(r) for r in records], KERNEL_COLUMNS, args)
     print(f"{len(records)} records appended to {out}")
-    return 0 if all(r["status"] in ("ok", "skipped") for r in records) else 1
+    print(summary_line(records, "run the same command again"))
+    return exit_code(records)
 
 
 def _static(args) -> int:

@@ -57,6 +57,7 @@ def cmd_converge(args) -> int:
     from refbench.report.tables import CONVERGE_COLUMNS, converge_row
     from refbench.run.converge import Convergence, run_convergence
     from refbench.run.progress import Progress
+    from refbench.run.runner import exit_code, summary_line
 
     request = Convergence(workloads=args.workloads, backends=args.backends, target=args.target, recipe=args.recipe,
                           seeds=args.seeds, as_written=args.as_written, max_steps=args.max_steps,
@@ -68,7 +69,8 @@ def cmd_converge(args) -> int:
     summaries = [r for r in records if "seeds" in r["metrics"]]
     print_table([converge_row(r) for r in summaries], CONVERGE_COLUMNS, args)
     print(f"{len(records)} records appended to {out}")
-    return 0 if all(r["status"] in ("ok", "skipped") for r in summaries) else 1
+    print(summary_line(summaries, "rerun the same command with --resume"))
+    return exit_code(summaries)
 
 
 @needs_torch

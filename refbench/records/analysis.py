@@ -301,21 +301,21 @@ def status_counts(frame: pd.DataFrame) -> dict[str, int]:
 
 
 def summary(frame: pd.DataFrame) -> list[str]:
-    """Five lines: cells, status counts, best and worst backend by geomean speed-up, what needs a look.
+    """The report's summary: cells, status counts, every backend without a measurement, the best and worst
+    backend by geomean speed-up over stable cells, and what needs a look.
 
     ``frame`` is ``latest``'s: one row per cell and machine.
     """
     machines = frame["env_key"].nunique()
     lines = [f"cells: {len(frame)} on {_count(machines, 'machine')}, from {_count(frame['run_id'].nunique(), 'run')}",
              "status: " + ", ".join(f"{status} {n}" for status, n in status_counts(frame).items())]
-    means = geomeans(versus_base(frame, "samples_per_s"))
-    if means.empty:
-        lines += ["best backend: none besides the eager base ran", "worst backend: none besides the eager base ran"]
-    else:
-        for word, row in (("best", means.loc[means["geomean"].idxmax()]), ("worst", means.loc[means["geomean"].idxmin()])):
-            lines.append(f"{word} backend: {row['backend']} {row['geomean']:.2f}x over {row['base_backend']} "
-                         f"(geomean over {_count(row['n'], 'workload')}, {row['mode']}, batch {row['batch_size']}"
-                         + (f", machine {row['env_key']})" if machines > 1 else ")"))
+    throughput = frame[frame["base_backend"].notna()]
+    measured = set(throughput.loc[throughput["status"].eq("ok"), "backend"])
+    for backend, cells in throughput.groupby("backend", sort=False):
+        if backend not in measured:
+            why = ", ".join(f"{n} {s}" for s, n in cells["status"].value_counts().items())
+            lines.append(f"no measurement: backend {backend} ({why})")
+    lines += _extremes(versus_base(frame, "samples_per_s"), machines)
     checks = correctness(frame)
     converge = frame[frame["mode"].eq("converge")]
     checked = (f"{checks['passed'].sum()}/{checks['checked'].sum()} checked cells pass" if checks["checked"].sum()
@@ -325,6 +325,27 @@ def summary(frame: pd.DataFrame) -> list[str]:
     lines.append(f"correctness: {checked}; convergence: {reached}; "
                  f"unstable: {_count(int(frame['unstable'].sum()), 'cell')}")
     return lines
+
+
+def _extremes(pairs: pd.DataFrame, machines: int) -> list[str]:
+    """The best and the worst backend by geomean speed-up over their stable cells (one line when one backend is
+    both); from unstable cells, marked so, only where a backend has no stable cell."""
+    stable = geomeans(pairs[~pairs["unstable"].astype(bool)])
+    shaky = geomeans(pairs).merge(stable[[*GROUP, "backend"]], how="left", indicator=True)
+    means = pd.concat([stable.assign(mark=""), shaky[shaky["_merge"].eq("left_only")].drop(columns="_merge")
+                       .assign(mark=" † from unstable cells only")], ignore_index=True)
+    if means.empty:
+        return ["speed-up: no backend besides the eager base measured"]
+
+    def line(word: str, row) -> str:
+        return (f"{word}: {row['backend']} {row['geomean']:.2f}x over {row['base_backend']} (geomean over "
+                f"{_count(row['n'], 'workload')}, {row['mode']}, batch {row['batch_size']}"
+                + (f", machine {row['env_key']}" if machines > 1 else "") + f"){row['mark']}")
+
+    best, worst = means.loc[means["geomean"].idxmax()], means.loc[means["geomean"].idxmin()]
+    if best.name == worst.name:
+        return [line("only backend besides the eager base", best)]
+    return [line("best backend", best), line("worst backend", worst)]
 
 
 def _count(n: int, noun: str) -> str:

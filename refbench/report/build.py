@@ -39,7 +39,7 @@ UNSTABLE_NOTE = (f"† marks an unstable cell: its step time varied by more than
 class Written:
     markdown: Path
     html: Path
-    summary: list[str]      # the five lines
+    summary: list[str]      # the summary's lines
     warnings: list[str]     # corrupt lines skipped, notes on the input
 
 

@@ -125,10 +125,10 @@ NOT_MEASURED = ("not_run", "timeout", "error", "oom")
 
 
 def exit_code(records: list[dict]) -> int:
-    """EXIT_GATE when a cell gave a wrong answer, else EXIT_INCOMPLETE when a cell asked for has no
-    measurement, else EXIT_OK (skipped cells are the backends' stated limits, not gaps)."""
+    """EXIT_GATE when a cell gave a wrong answer or missed its target, else EXIT_INCOMPLETE when a cell asked
+    for has no measurement, else EXIT_OK (skipped cells are the backends' stated limits, not gaps)."""
     statuses = {r["status"] for r in records}
-    if "failed" in statuses:
+    if statuses & {"failed", "missed"}:
         return EXIT_GATE
     return EXIT_INCOMPLETE if statuses & set(NOT_MEASURED) else EXIT_OK
 
@@ -142,8 +142,11 @@ def summary_line(records: list[dict], resume_hint: str = "rerun the same command
              f"{counts['skipped']} skipped", f"{missing} not measured"
              + (" (" + ", ".join(f"{counts[s]} {s}" for s in NOT_MEASURED if counts[s]) + ")" if missing else "")]
     counted = f"{len(records)} cells: " + ", ".join(parts)
+    if counts["missed"]:
+        counted += f", {counts['missed']} missed their target"
     if exit_code(records) == EXIT_GATE:
-        return f"WRONG ANSWERS: {counts['failed']} cells failed their correctness check ({counted})"
+        return (f"GATE: {counts['failed']} cells gave a wrong answer and {counts['missed']} missed their target "
+                f"({counted})")
     if missing:
         return f"INCOMPLETE: {missing} of {len(records)} cells have no measurement; {resume_hint} ({counted})"
     return f"complete: every cell measured ({counted})"

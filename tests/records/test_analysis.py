@@ -134,14 +134,27 @@ def test_final_value_of_a_convergence_record():
     assert frame["base_backend"].isna().all()
 
 
-def test_summary_five_lines():
+def test_summary_names_backends_without_a_measurement_and_judges_by_stable_cells():
     lines = analysis.summary(_latest(matrix() + [converge("mlp"), converge("lenet5", reached=False)]))
     assert lines == [
         "cells: 12 on 1 machine, from 2 runs",
         "status: ok 9, failed 1, skipped 1, timeout 1",
-        "best backend: cudagraphs 4.00x over cuda (geomean over 2 workloads, train, batch 128)",
+        "no measurement: backend channels-last (1 skipped)",
+        "no measurement: backend compile-max-autotune (1 timeout)",
+        # cudagraphs' other cell (4.00x over both) is unstable: the headline figure leaves it out
+        "best backend: cudagraphs 8.00x over cuda (geomean over 1 workload, train, batch 128)",
         "worst backend: compile 0.50x over cuda (geomean over 1 workload, train, batch 128)",
         "correctness: 7/8 checked cells pass; convergence: 1/2 reached target; unstable: 1 cell"]
+
+
+def test_one_backend_is_not_both_best_and_worst_and_unstable_figures_say_so():
+    only = [r for r in matrix() if r["backend"] in ("cuda", "compile")]
+    assert [line for line in analysis.summary(_latest(only)) if "backend besides" in line] == [
+        "only backend besides the eager base: compile 0.50x over cuda (geomean over 1 workload, train, batch 128)"]
+    for record in only:
+        if record["backend"] == "compile":
+            record["metrics"]["unstable"] = True
+    assert analysis.summary(_latest(only))[2].endswith("† from unstable cells only")
 
 
 def test_summary_says_what_the_results_hold_none_of():

@@ -198,7 +198,7 @@ def test_a_rank_that_raises_ends_the_launch_with_its_error_and_leaves_nothing(ca
     started = time.monotonic()
     code = cli.main(["ddp", "--workloads", "test_ddp_raise,mlp", "--nproc", "2", "--import", FAULTS, "--iters", "3",
                      "--warmup", "1", "--profile-steps", "1", "--no-check", "--out", str(out)])
-    assert code == 1 and time.monotonic() - started < 100
+    assert code == 3 and time.monotonic() - started < 100   # a world that raised has no measurement
     records = read_results(out)
     assert [r["status"] for r in records] == ["ok", "error", "ok", "ok"]   # the run went on
     failed = records[1]
