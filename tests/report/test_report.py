@@ -209,10 +209,10 @@ def render(html_path, tmp_path, *, width=1366, height=900, screenshot=None):
     probed.write_text(html_path.read_text().replace("<head>", "<head>" + _PROBE, 1))
     flags = [*_CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},{height}",
              "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000"]
-    done = subprocess.run([browser, *flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([browser, *flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=300)
     if screenshot is not None:
         subprocess.run([browser, *flags, f"--screenshot={screenshot}", html_path.as_uri()], capture_output=True,
-                       timeout=120, check=True)
+                       timeout=300, check=True)
     failed = re.search(r'data-failed="([^"]*)"', done.stdout)
     page_width = re.search(r'data-width="(\d+)"', done.stdout)
     assert failed and page_width, f"the page did not finish loading: {done.stderr[-2000:]}"

@@ -130,7 +130,7 @@ def test_an_unreachable_rendezvous_fails_within_its_timeout():
     started = time.monotonic()
     with pytest.raises(RefbenchError, match="nothing answered at the rendezvous endpoint .* start node 0"):
         run_ddp(["mlp"], config)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 60    # its subject: 2 s, not the default 300 s
 
 
 # ----- launches -----
@@ -198,7 +198,7 @@ def test_a_rank_that_raises_ends_the_launch_with_its_error_and_leaves_nothing(ca
     started = time.monotonic()
     code = cli.main(["ddp", "--workloads", "test_ddp_raise,mlp", "--nproc", "2", "--import", FAULTS, "--iters", "3",
                      "--warmup", "1", "--profile-steps", "1", "--no-check", "--out", str(out)])
-    assert code == 3 and time.monotonic() - started < 100   # a world that raised has no measurement
+    assert code == 3 and time.monotonic() - started < 300   # not the 600 s watchdog; no measurement
     records = read_results(out)
     assert [r["status"] for r in records] == ["ok", "error", "ok", "ok"]   # the run went on
     failed = records[1]
@@ -228,7 +228,7 @@ def test_the_ranks_the_agent_stops_say_where_they_were():
 def test_a_rank_that_hangs_is_stopped_by_its_watchdog_and_named():
     started = time.monotonic()
     (one, two) = run_ddp(["test_ddp_hang"], DDPConfig(**{**QUICK, "timeout_s": 20.0}))
-    assert time.monotonic() - started < 90
+    assert time.monotonic() - started < 200   # its subject: the 20 s watchdog
     assert one["status"] == "ok" and two["status"] == "timeout"
     # Whichever watchdog fires first (rank 0's, waiting in the all-reduce, or rank 1's), both ranks' stacks are told.
     assert two["metrics"]["hung_ranks"] and sorted(two["metrics"]["hung_ranks"] + two["metrics"]["stopped_ranks"]) == [0, 1]
@@ -258,9 +258,9 @@ def test_a_signal_stops_every_rank_and_the_run(sig, capsys, tmp_path):
     thread = _signal_when_ranks_run(sig)
     started = time.monotonic()
     code = cli.main(["ddp", "--workloads", "test_hang", "--nproc", "1", "--import", FAULTS,
-                     "--timeout", "300", "--out", str(out)])
+                     "--timeout", "900", "--out", str(out)])
     thread.join()
-    assert code == 130 and time.monotonic() - started < 100
+    assert code == 130 and time.monotonic() - started < 300   # the signal ended it, not the 900 s timeout
     assert "interrupted" in capsys.readouterr().err
     assert signal.getsignal(sig) is handler   # the agent's handlers are gone again
     assert_nothing_left()

@@ -61,8 +61,8 @@ def test_killing_a_run_with_a_hanging_cell_leaves_no_process(tmp_path, how):
         time.sleep(0.2)
     cell = int(pidfile.read_text())
     runner.send_signal(how)
-    runner.wait(30)
-    deadline = time.monotonic() + 20
+    runner.wait(300)
+    deadline = time.monotonic() + 300
     while (_group_members(runner.pid) or not _gone(cell)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _group_members(runner.pid) == [], "the fork server or resource tracker outlived the run"

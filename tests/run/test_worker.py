@@ -11,15 +11,16 @@ FAULTY = ("tests.fixtures.faulty_workloads",)
 
 def _spec(workloads, **kwargs):
     return Matrix(workloads=list(workloads), backends=["cpu"], modes=["infer"], batch_sizes=[4],
-                  settings=Settings(iters=3, max_warmup=3, timeout_s=kwargs.pop("timeout_s", 60), imports=FAULTY,
+                  settings=Settings(iters=3, max_warmup=3, timeout_s=kwargs.pop("timeout_s", 300), imports=FAULTY,
                                     **kwargs))
 
 
 @pytest.fixture(scope="module")
 def faulty_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("worker") / "results.jsonl"
-    names = ["test_crash", "test_hang", "test_nan", "test_oom", "test_tiny"]
-    records = run_matrix(_spec(names, timeout_s=8), out)
+    # Only the hanging cell's timeout is short (its subject); a loaded machine may take long over the others.
+    records = [*run_matrix(_spec(["test_crash"]), out), *run_matrix(_spec(["test_hang"], timeout_s=8), out),
+               *run_matrix(_spec(["test_nan", "test_oom", "test_tiny"]), out)]
     return {r["workload"]: r for r in records}, out
 
 
@@ -58,6 +59,6 @@ def test_the_healthy_cell_after_them_is_measured(faulty_run):
     assert record["metrics"]["correctness"]["compared"] is True
 
 
-def test_python_m_bench_worker_runs_a_cell_in_a_fresh_interpreter(tmp_path):
+def test_python_m_refbench_worker_runs_a_cell_in_a_fresh_interpreter(tmp_path):
     (record,) = run_matrix(_spec(["test_tiny"]), tmp_path / "r.jsonl", isolation="subprocess")
     assert record["status"] == "ok", record["error"]
