@@ -4,9 +4,9 @@ A team's own pytest-benchmark suite is tracked by ``compare`` and
 ``nightly`` like the matrix: each benchmark of a file becomes one record
 (mode ``benchmark``, workload its ``fullname``, backend the ``device`` its
 ``extra_info`` names, else ``pytest-benchmark``) whose ``latency_ms`` holds
-the time per call in milliseconds: median, mean, p10/p90 (from q1/q3 when
-the raw times are absent), CV and, when the file was written with
-``--benchmark-save-data``, the raw ``samples``. ``ops_per_s`` is the calls
+the time per call in milliseconds: median, mean, CV and, when the file was
+written with ``--benchmark-save-data``, the raw ``samples`` and their p10/p90
+(pytest-benchmark's quartiles are not those). ``ops_per_s`` is the calls
 per second. The machine is the file's ``machine_info``: the ``env_key`` it
 carries (this project's suite records refbench's own, see
 tests/benchmarks/conftest.py), else a hash of the processor, the system,
@@ -71,11 +71,18 @@ def _metrics(stats: dict) -> dict:
     data = stats.get("data")
     samples = [float(s) * to_ms for s in data] if isinstance(data, list) and data else None
     latency = {"median": stats["median"] * to_ms, "mean": stats["mean"] * to_ms, "n": int(stats["rounds"]),
-               "cv": stats["stddev"] / stats["mean"] if stats["mean"] > 0 else 0.0,
-               "p10": stats.get("q1", stats["min"]) * to_ms, "p90": stats.get("q3", stats["max"]) * to_ms}
-    if samples:
-        latency["samples"] = samples
+               "cv": stats["stddev"] / stats["mean"] if stats["mean"] > 0 else 0.0}
+    if samples:   # pytest-benchmark keeps quartiles, not the 10th and 90th percentiles: those need the samples
+        ordered = sorted(samples)
+        latency.update(samples=samples, p10=_quantile(ordered, 0.1), p90=_quantile(ordered, 0.9))
     return {"latency_ms": latency, "ops_per_s": 1.0 / stats["mean"] if stats["mean"] > 0 else None}
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def _env(machine: dict, commit: str | None) -> dict:
