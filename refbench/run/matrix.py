@@ -11,6 +11,7 @@ backend). A Cell travels to the worker as ``to_dict`` and comes back with
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,19 +107,27 @@ class Matrix:
             get_workload(name).resolve_variant(**variant)
 
     def cells(self) -> list[Cell]:
-        """Every cell, cheapest first across the backends: each backend's cells ordered by their estimated cost,
-        then dealt out a backend at a time, so that a run cut short by its time budget loses the costliest
-        cells of every backend rather than the backends listed last."""
+        """Every cell, backend-major (the order ``--shard`` splits; ``cheapest_first`` reorders a budgeted run)."""
         self.validate()
         names = self.workload_names()
-        per_backend = [sorted((plan_cell(w, b, m, bs, self.variants.get(w))
-                               for w in names for m in self.modes for bs in self.batch_sizes), key=_cost)
-                       for b in self.backends]
-        return [cell for rank in range(max(map(len, per_backend))) for cells in per_backend
-                for cell in cells[rank:rank + 1]]
+        return [plan_cell(w, b, m, bs, self.variants.get(w))
+                for b in self.backends for w in names for m in self.modes for bs in self.batch_sizes]
 
 
-def _cost(cell: Cell) -> float:
-    """A cell's relative cost: parameters x batch size, three times that to train (forward, backward, update)."""
-    parameters = get_workload(cell.workload).parameter_count(**cell.variant)
-    return max(parameters, 1) * cell.batch_size * (3 if cell.mode == "train" else 1)
+def cheapest_first(cells: list[Cell]) -> list[Cell]:
+    """Each backend's cells ordered by their estimated cost, then dealt out a backend at a time, so that a run
+    cut short by its time budget loses the costliest cells of every backend rather than the backends listed
+    last. The estimate builds each model once, on the meta device."""
+    backends = list(dict.fromkeys(c.backend for c in cells))
+    costs: dict[tuple, float] = {}
+
+    def cost(cell: Cell) -> float:
+        """Parameters x batch size, three times that to train (forward, backward, update)."""
+        key = (cell.workload, json.dumps(cell.variant, sort_keys=True, default=str))
+        if key not in costs:
+            costs[key] = max(get_workload(cell.workload).parameter_count(**cell.variant), 1)
+        return costs[key] * cell.batch_size * (3 if cell.mode == "train" else 1)
+
+    per_backend = [sorted((c for c in cells if c.backend == b), key=cost) for b in backends]
+    return [cell for rank in range(max(map(len, per_backend), default=0)) for cells in per_backend
+            for cell in cells[rank:rank + 1]]

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from refbench.harness.machine import collect_env
-from refbench.run.matrix import Cell, Matrix
+from refbench.run.matrix import Cell, Matrix, cheapest_first
 from refbench.records.schema import MATRIX_MODES, STATUSES, cell_key, new_run_id
 from refbench.records.store import ResultWriter, read_results
 from refbench.run.settings import Settings
@@ -103,6 +103,8 @@ def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False, 
             records.append(record)
             on_record(record)
         cells = select(cells, shard=shard, done=finished_keys(out, retry) if resume else ())
+        if time_budget_s is not None:
+            cells = cheapest_first(cells)
         on_start(len(cells))
         started = time.perf_counter()
         for cell in cells:
