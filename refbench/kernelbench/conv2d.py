@@ -241,15 +241,23 @@ def _measure(fn: Callable[[], torch.Tensor], expected: torch.Tensor, device) -> 
 
 @contextlib.contextmanager
 def _precision_flags(device, tf32: bool):
-    """TF32 on or off for cuDNN and matmuls alike; cuDNN in benchmark mode on a GPU."""
-    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    try:
-        with torch.backends.cudnn.flags(enabled=True, benchmark=on_gpu(device), deterministic=False,
-                                        allow_tf32=tf32):
+    """TF32 on or off for cuDNN convolutions, matmuls and Inductor's conv templates alike; cuDNN in
+    benchmark mode on a GPU.
+
+    Set through torch's fp32_precision settings: Inductor's max-autotune conv template reads
+    ``torch.backends.cudnn.fp32_precision``, which the legacy ``allow_tf32`` flags leave at
+    "none", so a "tf32" cell set only through them compiles in full fp32."""
+    precision = "tf32" if tf32 else "ieee"
+    settings = (torch.backends.cudnn, torch.backends.cudnn.conv, torch.backends.cuda.matmul)
+    saved = [s.fp32_precision for s in settings]
+    with torch.backends.cudnn.flags(enabled=True, benchmark=on_gpu(device), deterministic=False, allow_tf32=None):
+        try:
+            for setting in settings:
+                setting.fp32_precision = precision
             yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        finally:
+            for setting, value in zip(settings, saved):
+                setting.fp32_precision = value
 
 
 def distinct_layers(layers: Sequence[dict]) -> list[dict]:
