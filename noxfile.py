@@ -102,7 +102,7 @@ def _system_gpu(session: nox.Session) -> str:
 
 
 def _gpu_out(session: nox.Session, python: str, name: str) -> str:
-    folder = session.run(python, "-c", "import torch; from refbench.gpu_check import gpu_folder_name; "
+    folder = session.run(python, "-c", "import torch; from refbench.gpu_check.run import gpu_folder_name; "
                          "print(gpu_folder_name(torch.cuda.get_device_name(0)))", silent=True, external=True).strip()
     return f"reports/{folder}/{name}"
 
