@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = Path(__file__).with_name("device-image.txt")
 # Wheels gpu-check carries to the machine (pure Python): Liger-Kernel, a softmax peer of the kernel sweep.
+# quack-kernels cannot travel: its CuTe DSL libraries (nvidia-cutlass-dsl-libs-cu13) alone are 92 MB, over
+# the 64 MiB a call carries; the sweep records its cells as skipped, saying so.
 CARRY_PACKAGES = ("liger-kernel",)
 # The project's own top-level names, whatever the environment's metadata says about them.
 _OWN = ("refbench", "tests", "conftest")

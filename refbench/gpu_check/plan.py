@@ -14,6 +14,7 @@ cells (the sweeps' tiny shapes, CPU backends, the quick targets).
 """
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -102,14 +103,22 @@ def plan(budget_s: float = WALL_BUDGET_S, *, device: str = "cuda", tests: list[s
     return steps
 
 
+# The softmax sweep's peers and the packages they come in.
+_PEER_PACKAGES = {"liger": "liger_kernel", "quack": "quack"}
+
+
 def _softmax(device: str):
     from refbench.kernelbench.runs import default_dtypes
     from refbench.kernelbench.softmax import planned_cells
 
+    missing = {peer for peer, package in _PEER_PACKAGES.items() if importlib.util.find_spec(package) is None}
     cells = []
     for cell in planned_cells(device=device, dtypes=default_dtypes(device, "gpu-check"), shapes="gpu-check"):
         v = cell["variant"]
         label = f"{cell['workload']} {v['direction']} {v['M']}x{v['N']} {v['dtype']} {cell['backend']}"
+        if cell["backend"] in missing:   # recorded as skipped, with the reason, at no cost
+            cells.append(Cell(label, 0.0, cell, f"{cell['backend']} (not installed: skipped)"))
+            continue
         seconds = costs.TIMED_CELL_S + {"compile": costs.SOFTMAX_COMPILE_S, "triton": costs.TRITON_FIRST_CALL_S,
                                         "liger": costs.TRITON_FIRST_CALL_S}.get(cell["backend"], 0.0)
         cells.append(Cell(label, seconds, cell, cell["backend"]))
