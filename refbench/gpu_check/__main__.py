@@ -62,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu-check: warning: {problem}", file=sys.stderr)
     outcomes = run(folder, budget_s=args.budget, device=device, out=out, resume=args.resume)
     failed = [o["step"] for o in outcomes if o["status"] != "ok"]
+    left_out = sum(o["left_out_cells"] for o in outcomes)
     print(f"gpu-check: {len(outcomes) - len(failed)} of {len(outcomes)} steps ok"
-          + (f"; not ok: {', '.join(failed)}" if failed else "") + f"; results in {folder}"
-          + (f", packed into {out}" if out else ""))
+          + (f"; not ok: {', '.join(failed)}" if failed else "")
+          + (f"; {left_out} cells left out to fit the budget (plan.txt)" if left_out else "")
+          + f"; results in {folder}" + (f", packed into {out}" if out else ""))
     return 1 if failed else 0
 
 

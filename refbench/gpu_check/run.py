@@ -86,9 +86,10 @@ def _run_step(step: planning.Step, folder: Path, limit: float, env: dict, log) -
     outcome = {"step": step.name, "title": step.title, "planned_cells": len(step.kept),
                "left_out_cells": len(step.left_out), "estimate_s": round(step.estimate_s, 1),
                "limit_s": round(max(limit, 0.0), 1)}
-    if limit < MIN_STEP_S:
-        log(f"gpu-check: {step.name}: not run, {max(limit, 0):.0f} s of the budget left")
-        return {**outcome, "status": "not_run", "exit_code": None, "seconds": 0.0}
+    if limit < MIN_STEP_S or (not step.kept and step.cells):
+        why = f"{max(limit, 0):.0f} s of the budget left" if step.kept else "none of its cells fits its share"
+        log(f"gpu-check: {step.name}: not run, {why}")
+        return {**outcome, "status": "not_run", "reason": why, "exit_code": None, "seconds": 0.0}
     log(f"gpu-check: {step.title} (up to {limit:.0f} s, estimated {step.estimate_s:.0f} s)")
     began = time.monotonic()
     with open(folder / f"{step.name}.log", "ab") as step_log:

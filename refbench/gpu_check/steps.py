@@ -56,11 +56,11 @@ def _kernels(kernel: str, step: dict, folder: Path, device: str, limit_s: float)
     out = folder / RESULT_FILES[kernel]
     todo = {cell_key(cell["spec"]) for cell in step["kept"]} - _recorded(out)
     print(f"{kernel}: {len(todo)} of {len(step['kept'])} planned cells to measure", flush=True)
-    if todo:
-        run_kernel_sweep(kernel, device=device, shapes="gpu-check", out=out, only=todo,
-                         on_record=lambda r: print(f"{r['workload']} {r['backend']} {r['variant'].get('direction')}: "
-                                                   f"{r['status']}", flush=True))
-    return 0
+    records = run_kernel_sweep(kernel, device=device, shapes="gpu-check", out=out, only=todo,
+                               on_record=lambda r: print(f"{r['workload']} {r['backend']} "
+                                                         f"{r['variant'].get('direction')}: {r['status']}",
+                                                         flush=True)) if todo else []
+    return 0 if all(r["status"] in ("ok", "skipped") for r in records) else 1
 
 
 def _matrix(step: dict, folder: Path, device: str, limit_s: float) -> int:
