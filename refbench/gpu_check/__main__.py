@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         problems = dry_run(args.budget)
         for problem in problems:
             print(f"gpu-check: problem: {problem}", file=sys.stderr)
-        print(f"gpu-check dry run: " + ("ready" if not problems else f"{len(problems)} problems, not ready"))
+        print("gpu-check dry run: " + ("ready" if not problems else f"{len(problems)} problems, not ready"))
         return 1 if problems else 0
 
     import torch

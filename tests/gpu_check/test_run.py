@@ -1,5 +1,4 @@
 """gpu-check's run: steps resume from the folder's results, and a call killed at any moment returns whole files."""
-import io
 import json
 import os
 import random
