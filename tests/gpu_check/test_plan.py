@@ -58,3 +58,14 @@ def test_cell_costs_follow_the_measured_figures():
     compiled = costs.matrix_cell_s("resnet18_cifar", "compile", "train", warmup=10, iters=20, energy_s=0.3)
     assert compiled - plain == pytest.approx(21.2 + 30 * (17.38 - 16.17) / 1e3)
     assert costs.converge_run_s("mlp", "cuda", epochs=20) == pytest.approx(6.0 + 20 * 469 * 1.25e-3)
+
+
+def test_a_budget_past_the_device_calls_time_limit_is_a_problem(monkeypatch):
+    from refbench.gpu_check import run
+
+    monkeypatch.setattr(run, "collect_gpu_tests", lambda: (["tests/kernels/test_softmax.py::t"], []))
+    monkeypatch.setattr(run, "check_imports", lambda modules: [])
+    monkeypatch.setattr(run.carry, "problems", lambda: [])
+    assert run.dry_run(450, log=lambda line: None) == []
+    (problem,) = run.dry_run(500, log=lambda line: None)
+    assert "do not fit a device call of 540 s" in problem
