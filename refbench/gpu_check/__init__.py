@@ -12,7 +12,7 @@ refbench.gpu_check`` turns such a call into results:
 - ``steps``: one step in its own process, through the library, resuming;
 - ``run``: the steps within the budget, and the dry run that rehearses all
   of it on a CPU, held to the device image (``image``);
-- ``pack``: the results packed into ``$OUT`` after each step and every 20 s,
+- ``pack``: the results packed into ``$OUT`` after each step and every 10 s,
   never partial;
 - ``carry``: Fashion-MNIST and the wheels the image lacks, in ``.carry/``.
 

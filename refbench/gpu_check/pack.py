@@ -78,7 +78,7 @@ def tidy(out: Path) -> None:
 class Packer:
     """Packs after each step and every ``every_s`` seconds between, from a background thread."""
 
-    def __init__(self, folder: Path, out: Path | None, root: Path, summary, every_s: float = 20.0):
+    def __init__(self, folder: Path, out: Path | None, root: Path, summary, every_s: float = 10.0):
         self.folder, self.out, self.root, self.summary, self.every_s = folder, out, root, summary, every_s
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -6,7 +6,7 @@ where the plan expected it to start (so time that earlier steps saved is
 its too), never past the budget's end; a step that
 overruns is killed and the next one starts. Each step's outcome is a line of
 ``steps.jsonl``; the folder is packed into the returned folder after every
-step and every 20 s between (refbench.gpu_check.pack), so whatever ends the
+step and every 10 s between (refbench.gpu_check.pack), so whatever ends the
 call, what was measured comes back. ``resume`` keeps the folder's results,
 and every step measures only what they lack.
 
