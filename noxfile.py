@@ -1,14 +1,18 @@
-"""nox sessions: tests (CI), bench (CPU matrix), bench-gpu (GPU matrix, system torch), kernels, microbench, nightly.
+"""nox sessions: tests (CI), bench (CPU matrix), bench-gpu (GPU matrix, system torch), kernels, microbench, nightly,
+gpu-check, gpu-carry and device-env (the GPU machine's software rebuilt, and gpu-check's dry run in it).
 
 The CPU sessions build a virtual environment with pinned torch wheels; the
 GPU sessions reuse the machine's own Python and torch (``venv_backend="none"``)
 because a GPU box usually has a matched, preinstalled torch and may have no
 internet.
 """
+import json
 import os
+import re
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import nox
@@ -119,7 +123,7 @@ def _system_gpu(session: nox.Session) -> str:
 
 
 def _gpu_out(session: nox.Session, python: str, name: str) -> str:
-    folder = session.run(python, "-c", "import torch; from refbench.gpu_check import gpu_folder_name; "
+    folder = session.run(python, "-c", "import torch; from refbench.gpu_check.run import gpu_folder_name; "
                          "print(gpu_folder_name(torch.cuda.get_device_name(0)))", silent=True, external=True).strip()
     return f"reports/{folder}/{name}"
 
@@ -189,9 +193,10 @@ def kernels(session: nox.Session) -> None:
 
 @nox.session(name="gpu-check", venv_backend="none")
 def gpu_check(session: nox.Session) -> None:
-    """Every GPU claim in one ~8-minute run with the machine's own torch; `-- --dry-run` rehearses it on a CPU."""
+    """gpu-check with the machine's own torch (on the lent GPU machine itself, where nox is not installed, run
+    `python3 -m refbench.gpu_check`: README, GPU check); `-- --dry-run` rehearses it on any machine."""
     python = os.environ.get("REFBENCH_PYTHON", "python3")
-    if "--dry-run" not in session.posargs:
+    if not {"--dry-run", "--rehearse", "--fill-carry"} & set(session.posargs):
         _system_gpu(session)
     session.run(python, "-m", "refbench.gpu_check", *session.posargs, external=True)
 
@@ -201,3 +206,56 @@ def gpu_carry(session: nox.Session) -> None:
     """Fill .carry/ (ignored, under 64 MiB) with what gpu-check needs on a machine without network."""
     _install(session)
     session.run("python", "-m", "refbench.gpu_check", "--fill-carry")
+
+
+DEVICE_IMAGE = Path("refbench/gpu_check/device-image.txt")
+# The packages whose versions the GPU machine's image fixes and this session must match exactly; the
+# image's other packages are taken at the newest version the index has (some of the image's are newer).
+DEVICE_PINNED = ("torch", "torchvision", "triton")
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _device_image() -> dict[str, str | None]:
+    lines = (line.split("#", 1)[0].strip() for line in DEVICE_IMAGE.read_text().splitlines())
+    return {_normalize(name): version or None
+            for name, _, version in (line.partition("==") for line in lines if line)}
+
+
+def _refbench_requirements() -> list[str]:
+    """refbench's dependencies and its test extra's, as distribution names."""
+    project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+    specs = project["dependencies"] + project["optional-dependencies"]["test"]
+    return [_normalize(re.split(r"[\s;<>=!~\[]", spec, maxsplit=1)[0]) for spec in specs]
+
+
+@nox.session(name="device-env", python="3.12")
+def device_env(session: nox.Session) -> None:
+    """The lent GPU machine's software rebuilt here, and gpu-check's dry run in it.
+
+    Python 3.12 (with pyenv: `PYENV_VERSION=3.11.7:3.12.1 nox -s device-env`), torch, torchvision and Triton
+    at the image's versions, refbench's other dependencies only where the image has them, and the wheels
+    gpu-check carries; refbench itself is not installed, as on the machine, where it runs from the checkout.
+    Names what pip brought in that the image's listing lacks (requirements of newer releases than the
+    image's); the dry run refuses those to refbench's own imports. A few GB of wheels the first time: not
+    part of CI.
+    """
+    image = _device_image()
+    python = image.pop("python")
+    if not session.python or not python.startswith(str(session.python)):
+        session.error(f"the GPU machine runs Python {python}")
+    wanted = [name for name in dict.fromkeys(_refbench_requirements()) if name in image]
+    session.install(*[f"{name}=={image[name]}" if name in DEVICE_PINNED else name for name in wanted])
+    session.run("python", "-m", "refbench.gpu_check", "--fill-carry")
+    session.install("--no-index", "--no-deps", *map(str, Path(".carry/wheels").glob("*.whl")))
+    listed = json.loads(session.run("python", "-m", "pip", "list", "--format", "json", silent=True))
+    carried = {_normalize(path.name.split("-")[0]) for path in Path(".carry/wheels").glob("*.whl")}
+    extra = sorted(f"{p['name']} {p['version']}" for p in listed
+                   if _normalize(p["name"]) not in image and _normalize(p["name"]) not in carried)
+    if extra:   # newer releases here than there; the dry run refuses them to refbench's own imports
+        session.log(f"installed as requirements of the image's packages, absent from its listing: {', '.join(extra)}")
+    versions = {_normalize(p["name"]): p["version"] for p in listed}
+    session.log("device environment: " + ", ".join(f"{name} {versions[name]}" for name in DEVICE_PINNED))
+    session.run("python", "-m", "refbench.gpu_check", "--dry-run")

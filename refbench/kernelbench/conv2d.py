@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ from torch.nn.modules.utils import _pair
 
 from refbench.kernelbench.timing import (copy_bandwidth_gbps, first_call, kernel_failure, matmul_peak_tflops,
                                  on_gpu, time_ms)
-from refbench.records.schema import make_record
+from refbench.records.schema import cell_key, make_record
 from refbench.models import eval_mode
 
 BACKENDS = ("cudnn", "compile-max-autotune", "triton")
@@ -87,6 +87,7 @@ def run_sweep(
     run_id: str,
     env: dict,
     on_record: Callable[[dict], None] | None = None,
+    only: Collection[tuple] | None = None,
 ) -> list[dict]:
     """Time every (layer, batch size, precision, direction, backend) cell; one record each.
 
@@ -96,23 +97,12 @@ def run_sweep(
     and bf16 (the short GPU check's fixed set); a CPU always runs its tiny
     case (module docstring). The compiled peer's cells come after all the
     others, since its builds take the longest. ``on_record`` sees each record
-    as soon as it exists. A failing cell becomes an ``error`` (or ``oom``)
-    record and the sweep goes on.
+    as soon as it exists. ``only``, when given, is the set of cell keys
+    (``refbench.records.schema.cell_key`` of ``planned_cells``' entries) to
+    run; the others are left out without a record. A failing cell becomes an
+    ``error`` (or ``oom``) record and the sweep goes on.
     """
-    if shapes not in SHAPE_SETS:
-        raise ValueError(f"unknown shape set {shapes!r}; choose from {', '.join(SHAPE_SETS)}")
-    unknown = (set(precisions) - set(PRECISIONS)) | (set(directions) - set(DIRECTIONS))
-    if unknown:
-        raise ValueError(f"unknown precision or direction {sorted(unknown)}; "
-                         f"choose from {list(PRECISIONS)} and {list(DIRECTIONS)}")
-    layers = distinct_layers(layers)
-    if not on_gpu(device):
-        layers = sorted(layers, key=_rough_flops)[:2]
-        batch_sizes, precisions = (_CPU_BATCH,), ("fp32",)
-    elif shapes == "quick":
-        batch_sizes = batch_sizes[:1]
-    elif shapes == "gpu-check":
-        batch_sizes, precisions = (128,), ("tf32", "bf16")
+    layers, batch_sizes, precisions, directions = _grid(device, layers, batch_sizes, precisions, directions, shapes)
     copy_gbps = copy_bandwidth_gbps(device)
     records = []
 
@@ -122,25 +112,75 @@ def run_sweep(
         if on_record is not None:
             on_record(record)
 
+    def wanted(layer, batch_size, variant, backends):
+        return [b for b in backends if only is None or _key(layer, b, batch_size, variant) in only]
+
     peaks = {}
     for backends in _PASSES:
         for precision in precisions:
             dtype, channels_last, tf32 = PRECISIONS[precision]
             with _precision_flags(device, tf32):
-                if precision not in peaks:
-                    peaks[precision] = {"matmul_peak_tflops": matmul_peak_tflops(device, dtype), "copy_gbps": copy_gbps}
                 for layer, batch_size in itertools.product(layers, batch_sizes):
+                    todo = {direction: wanted(layer, batch_size, _variant(precision, direction, layer), backends)
+                            for direction in directions}
+                    if not any(todo.values()):
+                        continue
+                    if precision not in peaks:
+                        peaks[precision] = {"matmul_peak_tflops": matmul_peak_tflops(device, dtype),
+                                            "copy_gbps": copy_gbps}
                     try:
                         problem = _Problem(layer, batch_size, dtype, channels_last, device)
                     except Exception as exc:  # noqa: BLE001 - the cell's failure is its record
                         problem, failure = None, kernel_failure(exc)
-                    for direction in directions:
-                        variant = {"precision": precision, "direction": direction, "layer": layer}
-                        cells = (_cells(problem, direction, device, peaks[precision], backends) if problem
-                                 else ((backend, failure) for backend in backends))
+                    for direction, chosen in todo.items():
+                        if not chosen:
+                            continue
+                        cells = (_cells(problem, direction, device, peaks[precision], chosen) if problem
+                                 else ((backend, failure) for backend in chosen))
                         for backend, fields in cells:
-                            emit(layer, backend=backend, batch_size=batch_size, variant=variant, **fields)
+                            emit(layer, backend=backend, batch_size=batch_size,
+                                 variant=_variant(precision, direction, layer), **fields)
     return records
+
+
+def planned_cells(*, device: torch.device | str, layers: Sequence[dict], batch_sizes: Sequence[int] = (128, 1024),
+                  precisions: Sequence[str] = ("tf32", "bf16", "bf16-channels-last"),
+                  directions: Sequence[str] = ("fwd", "grad_input", "grad_weight"), shapes: str = "full") -> list[dict]:
+    """The cells ``run_sweep`` would time with these arguments, in its order, as record fields
+    (workload, backend, mode, variant, batch_size); no GPU needed."""
+    layers, batch_sizes, precisions, directions = _grid(device, layers, batch_sizes, precisions, directions, shapes)
+    return [{"workload": layer["name"], "backend": backend, "mode": "kernel", "batch_size": batch_size,
+             "variant": _variant(precision, direction, layer)}
+            for backends in _PASSES for precision in precisions
+            for layer, batch_size in itertools.product(layers, batch_sizes)
+            for direction in directions for backend in backends]
+
+
+def _grid(device, layers, batch_sizes, precisions, directions, shapes) -> tuple:
+    """The layers, batch sizes, precisions and directions a sweep covers, the arguments checked."""
+    if shapes not in SHAPE_SETS:
+        raise ValueError(f"unknown shape set {shapes!r}; choose from {', '.join(SHAPE_SETS)}")
+    unknown = (set(precisions) - set(PRECISIONS)) | (set(directions) - set(DIRECTIONS))
+    if unknown:
+        raise ValueError(f"unknown precision or direction {sorted(unknown)}; "
+                         f"choose from {list(PRECISIONS)} and {list(DIRECTIONS)}")
+    layers = distinct_layers(layers)
+    if not on_gpu(device):
+        return sorted(layers, key=_rough_flops)[:2], (_CPU_BATCH,), ("fp32",), tuple(directions)
+    if shapes == "quick":
+        return layers, tuple(batch_sizes[:1]), tuple(precisions), tuple(directions)
+    if shapes == "gpu-check":
+        return layers, (128,), ("tf32", "bf16"), tuple(directions)
+    return layers, tuple(batch_sizes), tuple(precisions), tuple(directions)
+
+
+def _variant(precision: str, direction: str, layer: dict) -> dict:
+    return {"precision": precision, "direction": direction, "layer": layer}
+
+
+def _key(layer: dict, backend: str, batch_size: int, variant: dict) -> tuple:
+    return cell_key({"workload": layer["name"], "backend": backend, "mode": "kernel", "variant": variant,
+                     "batch_size": batch_size})
 
 
 def _cells(problem: "_Problem", direction: str, device, peaks: dict, backends: Sequence[str]):
@@ -241,15 +281,23 @@ def _measure(fn: Callable[[], torch.Tensor], expected: torch.Tensor, device) -> 
 
 @contextlib.contextmanager
 def _precision_flags(device, tf32: bool):
-    """TF32 on or off for cuDNN and matmuls alike; cuDNN in benchmark mode on a GPU."""
-    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    try:
-        with torch.backends.cudnn.flags(enabled=True, benchmark=on_gpu(device), deterministic=False,
-                                        allow_tf32=tf32):
+    """TF32 on or off for cuDNN convolutions, matmuls and Inductor's conv templates alike; cuDNN in
+    benchmark mode on a GPU.
+
+    Set through torch's fp32_precision settings: Inductor's max-autotune conv template reads
+    ``torch.backends.cudnn.fp32_precision``, which the legacy ``allow_tf32`` flags leave at
+    "none", so a "tf32" cell set only through them compiles in full fp32."""
+    precision = "tf32" if tf32 else "ieee"
+    settings = (torch.backends.cudnn, torch.backends.cudnn.conv, torch.backends.cuda.matmul)
+    saved = [s.fp32_precision for s in settings]
+    with torch.backends.cudnn.flags(enabled=True, benchmark=on_gpu(device), deterministic=False, allow_tf32=None):
+        try:
+            for setting in settings:
+                setting.fp32_precision = precision
             yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        finally:
+            for setting, value in zip(settings, saved):
+                setting.fp32_precision = value
 
 
 def distinct_layers(layers: Sequence[dict]) -> list[dict]:

@@ -6,7 +6,7 @@ The conv2d sweep takes its layers from the registered workloads that declare
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Callable, Collection
 
 import torch
 
@@ -36,11 +36,20 @@ def conv_layers() -> list[dict]:
     return layers
 
 
+def default_dtypes(device: str, shapes: str) -> tuple[str, ...]:
+    """The softmax sweep's dtypes when none are asked for."""
+    if torch.device(device).type != "cuda":
+        return ("float32",)
+    return GPU_CHECK_DTYPES if shapes == "gpu-check" else GPU_DTYPES
+
+
 def run_kernel_sweep(kernel: str, *, device: str | None = None, shapes: str = "full", out: str | os.PathLike,
                      dtypes=None, log: Callable[[str], None] = print,
-                     on_record: Callable[[dict], None] = lambda record: None) -> list[dict]:
+                     on_record: Callable[[dict], None] = lambda record: None,
+                     only: Collection[tuple] | None = None) -> list[dict]:
     """Run one kernel's sweep (``shapes``: "full", "quick" or "gpu-check") and append its records to ``out``;
-    ``on_record`` sees each record once it is written."""
+    ``on_record`` sees each record once it is written; ``only`` limits it to those cell keys (the sweep's
+    ``planned_cells``)."""
     if kernel not in KERNELS:
         raise RefbenchError(f"unknown kernel {kernel!r}; choose from {', '.join(KERNELS)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -60,11 +69,9 @@ def run_kernel_sweep(kernel: str, *, device: str | None = None, shapes: str = "f
         if kernel == "softmax":
             from refbench.kernelbench.softmax import run_sweep
 
-            on_cuda = torch.device(device).type == "cuda"
-            default = (GPU_CHECK_DTYPES if shapes == "gpu-check" else GPU_DTYPES) if on_cuda else ("float32",)
-            return run_sweep(device=device, dtypes=list(dtypes or default), shapes=shapes, run_id=run_id, env=env,
-                             on_record=record)
+            return run_sweep(device=device, dtypes=list(dtypes or default_dtypes(device, shapes)), shapes=shapes,
+                             run_id=run_id, env=env, on_record=record, only=only)
         from refbench.kernelbench.conv2d import run_sweep
 
         return run_sweep(device=device, layers=conv_layers(), shapes=shapes, run_id=run_id, env=env,
-                         on_record=record)
+                         on_record=record, only=only)

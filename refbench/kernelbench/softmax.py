@@ -20,13 +20,13 @@ nothing.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Collection, Iterable, Sequence
 
 import torch
 
 from refbench.kernelbench.timing import (copy_bandwidth_gbps, first_call, kernel_failure, l2_cache_bytes,
                                  on_gpu, time_ms)
-from refbench.records.schema import make_record
+from refbench.records.schema import cell_key, make_record
 
 BACKENDS = ("torch", "compile", "triton", "liger", "quack")
 # torch's own kernels: (forward, backward given output and gradient).
@@ -62,22 +62,21 @@ def run_sweep(
     run_id: str,
     env: dict,
     on_record: Callable[[dict], None] | None = None,
+    only: Collection[tuple] | None = None,
 ) -> list[dict]:
     """Time every (op, dtype, shape, direction, backend) cell; return one record per cell.
 
     ``dtypes`` are torch dtypes or their names ("float16", "bf16", ...).
     ``shapes`` names the GPU shape set (``SHAPE_SETS``); a CPU always runs the
     tiny shapes. ``on_record`` sees each record as soon as it exists (to
-    append it to a results file). A failing cell becomes an ``error`` (or
-    ``oom``) record and the sweep goes on.
+    append it to a results file). ``only``, when given, is the set of cell
+    keys (``refbench.records.schema.cell_key`` of ``planned_cells``' entries)
+    to run; the others are left out without a record. A failing cell becomes
+    an ``error`` (or ``oom``) record and the sweep goes on.
     """
-    unknown = (set(ops) - set(_TORCH_OPS)) | (set(directions) - set(_BYTES_PER_ELEMENT))
-    if unknown:
-        raise ValueError(f"unknown op or direction {sorted(unknown)}")
-    if shapes not in SHAPE_SETS:
-        raise ValueError(f"unknown shape set {shapes!r}; choose from {', '.join(SHAPE_SETS)}")
     from refbench.kernels.softmax import softmax_backward, softmax_forward
 
+    cases = _cases(device, dtypes, ops, directions, shapes)
     # The Triton kernels behind the same signatures as torch's.
     triton_ops = {
         op: (
@@ -96,33 +95,63 @@ def run_sweep(
         if on_record is not None:
             on_record(record)
 
-    for op in ops:
-        for dtype in map(_as_dtype, dtypes):
-            for m, n in _shapes(device, shapes, dtype, l2_bytes):
-                for direction in directions:
-                    variant = {"M": m, "N": n, "dtype": str(dtype).removeprefix("torch."), "direction": direction}
-                    nbytes = _BYTES_PER_ELEMENT[direction] * m * n * dtype.itemsize
-                    try:
-                        inputs, expected = _inputs(op, direction, m, n, dtype, device)
-                    except Exception as exc:  # noqa: BLE001 - the cell's failure is its record
-                        for backend in BACKENDS:
-                            emit(workload=op, backend=backend, variant=variant, **kernel_failure(exc))
-                        continue
-                    for backend in BACKENDS:
-                        try:
-                            fn = _kernel(backend, op, direction, triton_ops, device)
-                        except PeerUnavailable as reason:
-                            emit(workload=op, backend=backend, variant=variant, status="skipped", error=str(reason))
-                            continue
-                        try:
-                            metrics = _measure(lambda: fn(*inputs), expected, device, nbytes)
-                        except Exception as exc:  # noqa: BLE001
-                            emit(workload=op, backend=backend, variant=variant, **kernel_failure(exc))
-                            continue
-                        emit(workload=op, backend=backend, variant=variant, status="ok",
-                             metrics={**metrics, "copy_gbps": copy_gbps,
-                                      "bytes_over_l2": m * n * dtype.itemsize / l2_bytes})
+    for op, dtype, m, n, direction in cases:
+        variant = _variant(dtype, m, n, direction)
+        backends = [b for b in BACKENDS if only is None or _key(op, b, variant) in only]
+        if not backends:
+            continue
+        nbytes = _BYTES_PER_ELEMENT[direction] * m * n * dtype.itemsize
+        try:
+            inputs, expected = _inputs(op, direction, m, n, dtype, device)
+        except Exception as exc:  # noqa: BLE001 - the cell's failure is its record
+            for backend in backends:
+                emit(workload=op, backend=backend, variant=variant, **kernel_failure(exc))
+            continue
+        for backend in backends:
+            try:
+                fn = _kernel(backend, op, direction, triton_ops, device)
+            except PeerUnavailable as reason:
+                emit(workload=op, backend=backend, variant=variant, status="skipped", error=str(reason))
+                continue
+            try:
+                metrics = _measure(lambda: fn(*inputs), expected, device, nbytes)
+            except Exception as exc:  # noqa: BLE001
+                emit(workload=op, backend=backend, variant=variant, **kernel_failure(exc))
+                continue
+            emit(workload=op, backend=backend, variant=variant, status="ok",
+                 metrics={**metrics, "copy_gbps": copy_gbps, "bytes_over_l2": m * n * dtype.itemsize / l2_bytes})
     return records
+
+
+def planned_cells(*, device: torch.device | str, dtypes: Iterable[torch.dtype | str],
+                  ops: Sequence[str] = ("softmax", "log_softmax"), directions: Sequence[str] = ("fwd", "bwd"),
+                  shapes: str = "full") -> list[dict]:
+    """The cells ``run_sweep`` would time with these arguments, in its order, as record fields
+    (workload, backend, mode, variant, batch_size); no GPU needed for the "quick" and "gpu-check" sets."""
+    return [{"workload": op, "backend": backend, "mode": "kernel", "variant": _variant(dtype, m, n, direction),
+             "batch_size": None}
+            for op, dtype, m, n, direction in _cases(device, dtypes, ops, directions, shapes) for backend in BACKENDS]
+
+
+def _cases(device, dtypes, ops, directions, shapes) -> list[tuple]:
+    """(op, dtype, M, N, direction) in sweep order, the arguments checked."""
+    unknown = (set(ops) - set(_TORCH_OPS)) | (set(directions) - set(_BYTES_PER_ELEMENT))
+    if unknown:
+        raise ValueError(f"unknown op or direction {sorted(unknown)}")
+    if shapes not in SHAPE_SETS:
+        raise ValueError(f"unknown shape set {shapes!r}; choose from {', '.join(SHAPE_SETS)}")
+    l2_bytes = l2_cache_bytes(device) if shapes == "full" and on_gpu(device) else 0
+    return [(op, dtype, m, n, direction)
+            for op in ops for dtype in map(_as_dtype, dtypes)
+            for m, n in _shapes(device, shapes, dtype, l2_bytes) for direction in directions]
+
+
+def _variant(dtype: torch.dtype, m: int, n: int, direction: str) -> dict:
+    return {"M": m, "N": n, "dtype": str(dtype).removeprefix("torch."), "direction": direction}
+
+
+def _key(op: str, backend: str, variant: dict) -> tuple:
+    return cell_key({"workload": op, "backend": backend, "mode": "kernel", "variant": variant, "batch_size": None})
 
 
 def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:

@@ -40,9 +40,10 @@ CONV_PRECISIONS = ("fp32", "tf32", "bf16", "bf16-channels-last")
 CONV_DIRECTIONS = ("fwd", "grad_input", "grad_weight")
 CONV_BATCH = 128
 # One row length per softmax code path and load-width class: packed short rows, a row that is a
-# multiple of 8 but not 16 (a vocabulary), one row per program, the widest row kernel, and
-# the long-row kernel on one, four and thirty-two chunks.
-SOFTMAX_ROWS = (128, 1000, 4096, 16384, 32768, 65536, 262144)
+# multiple of 8 but not 16 (a vocabulary), one row per program, the widest row kernel, the
+# long-row kernel on one, four and thirty-two chunks, and an odd vocabulary (50257: scalar
+# loads, long-row kernel).
+SOFTMAX_ROWS = (128, 1000, 4096, 16384, 32768, 50257, 65536, 262144)
 SOFTMAX_DTYPES = ("float32", "bfloat16")
 SOFTMAX_M = 8192
 # The tensors each kernel reads, by parameter name, with the tile each is loaded in. Each is tiled

@@ -231,10 +231,12 @@ def _conv_gemm_kernel(
 
 
 def _precision(dtype: torch.dtype, device: torch.device) -> str:
-    """fp32 in TF32 only where cuDNN would use it too (never on the CPU); 16-bit inputs ignore the setting."""
+    """fp32 in TF32 only where cuDNN's convolutions would use it too (never on the CPU); 16-bit inputs
+    ignore the setting. Read from the precision setting that both of torch's TF32 APIs set (reading
+    the legacy ``allow_tf32`` raises once the newer API has set cuDNN to "ieee")."""
     if dtype != torch.float32:
         return "tf32"
-    return "tf32" if device.type != "cpu" and torch.backends.cudnn.allow_tf32 else "ieee"
+    return "tf32" if device.type != "cpu" and torch.backends.cudnn.conv.fp32_precision == "tf32" else "ieee"
 
 
 def _reach(t: torch.Tensor) -> int:

@@ -15,7 +15,11 @@ one of two kernel shapes, each shared by softmax and log-softmax through the
   sweep left in L2.
 
 Rows whose length and stride are multiples of 16 bytes' worth of elements
-say so to the compiler (``VEC``), so they load in 16-byte vectors.
+load in 16-byte vectors. The kernels take the row length and strides divided
+by that many elements (``VEC``, a constexpr) and multiply them back, so the
+compiler knows they are multiples of it: ``tl.multiple_of`` on a scalar
+argument is dropped, and Triton's own specialisation only marks multiples of
+16, which a 1000-column row is not.
 
 Statistics accumulate in fp32 (fp64 for fp64 inputs); outputs keep the input
 dtype. Gradients: softmax ``dx = y * (dy - sum(dy * y))``, log-softmax
@@ -50,11 +54,20 @@ _SUPPORTED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 @triton.jit
-def _normalize(x, m, s, LOG: tl.constexpr):
-    """softmax or log-softmax of ``x`` given its row max ``m`` and sum(exp(x - m)) ``s``."""
+def _normalizer(m, s, LOG: tl.constexpr):
+    """(shift, scale) of a row with max ``m`` and sum(exp(x - m)) ``s``: computed once per row,
+    outside the loop that applies them (log-softmax uses no scale)."""
     if LOG:
-        return x - m - tl.log(s)
-    return tl.exp(x - m) * (1.0 / s)
+        return m + tl.log(s), s
+    return m, 1.0 / s
+
+
+@triton.jit
+def _normalize(x, shift, scale, LOG: tl.constexpr):
+    """softmax or log-softmax of ``x`` given its row's ``_normalizer``."""
+    if LOG:
+        return x - shift
+    return tl.exp(x - shift) * scale
 
 
 @triton.jit
@@ -73,35 +86,36 @@ def _grad(y, dy, total, LOG: tl.constexpr):
 
 
 @triton.jit
-def _row_offsets(rows, stride, VEC: tl.constexpr):
-    """Element offsets of ``rows``, with the stride declared a multiple of VEC (16-byte loads)."""
-    return tl.cast(rows, tl.int64) * tl.multiple_of(stride, VEC)
+def _row_offsets(rows, stride_vec, VEC: tl.constexpr):
+    """Element offsets of ``rows`` for a row stride of ``stride_vec * VEC`` elements."""
+    return tl.cast(rows, tl.int64) * stride_vec * VEC
 
 
 @triton.jit
 def _forward_rows(
-    X, Y, M, N, stride_x, stride_y,
+    X, Y, M, N_VEC, stride_x, stride_y,
     LOG: tl.constexpr, ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, VEC: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
-    mask = (rows[:, None] < M) & (cols[None, :] < tl.multiple_of(N, VEC))
+    mask = (rows[:, None] < M) & (cols[None, :] < N_VEC * VEC)
     x = tl.load(X + _row_offsets(rows, stride_x, VEC)[:, None] + cols[None, :], mask=mask,
                 other=-float("inf")).to(ACC)
     m = tl.max(x, axis=1)[:, None]
     s = tl.sum(tl.exp(x - m), axis=1)[:, None]
-    y = _normalize(x, m, s, LOG)
+    shift, scale = _normalizer(m, s, LOG)
+    y = _normalize(x, shift, scale, LOG)
     tl.store(Y + _row_offsets(rows, stride_y, VEC)[:, None] + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _forward_long(
-    X, Y, M, N, stride_x, stride_y,
+    X, Y, M, N_VEC, stride_x, stride_y,
     LOG: tl.constexpr, ACC: tl.constexpr, BLOCK_N: tl.constexpr, VEC: tl.constexpr,
 ):
     # Persistent: a grid sized so that the rows in flight fit in L2, each program taking every
     # num_programs-th row, so the second sweep reads what the first left in L2.
-    N = tl.multiple_of(N, VEC)
+    N = N_VEC * VEC
     cols = tl.arange(0, BLOCK_N)
     chunks = tl.cdiv(N, BLOCK_N)
     for row in range(tl.program_id(0), M, tl.num_programs(0)):
@@ -117,21 +131,22 @@ def _forward_long(
             shift = tl.where(m_new == -float("inf"), 0.0, m_new)
             s = s * tl.exp(m - shift) + tl.sum(tl.exp(x - shift), axis=0)
             m = m_new
+        shift, scale = _normalizer(m, s, LOG)
         for i in range(chunks):
             start = (chunks - 1 - i) * BLOCK_N
             mask = start + cols < N
             x = tl.load(x_row + start + cols, mask=mask, other=-float("inf")).to(ACC)
-            tl.store(y_row + start + cols, _normalize(x, m, s, LOG).to(Y.dtype.element_ty), mask=mask)
+            tl.store(y_row + start + cols, _normalize(x, shift, scale, LOG).to(Y.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _backward_rows(
-    Y, DY, DX, M, N, stride_y, stride_dy, stride_dx,
+    Y, DY, DX, M, N_VEC, stride_y, stride_dy, stride_dx,
     LOG: tl.constexpr, ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, VEC: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
-    mask = (rows[:, None] < M) & (cols[None, :] < tl.multiple_of(N, VEC))
+    mask = (rows[:, None] < M) & (cols[None, :] < N_VEC * VEC)
     y = tl.load(Y + _row_offsets(rows, stride_y, VEC)[:, None] + cols[None, :], mask=mask, other=0.0).to(ACC)
     dy = tl.load(DY + _row_offsets(rows, stride_dy, VEC)[:, None] + cols[None, :], mask=mask, other=0.0).to(ACC)
     total = tl.sum(_grad_term(y, dy, LOG), axis=1)[:, None]
@@ -142,10 +157,10 @@ def _backward_rows(
 
 @triton.jit
 def _backward_long(
-    Y, DY, DX, M, N, stride_y, stride_dy, stride_dx,
+    Y, DY, DX, M, N_VEC, stride_y, stride_dy, stride_dx,
     LOG: tl.constexpr, ACC: tl.constexpr, BLOCK_N: tl.constexpr, VEC: tl.constexpr,
 ):
-    N = tl.multiple_of(N, VEC)
+    N = N_VEC * VEC
     cols = tl.arange(0, BLOCK_N)
     chunks = tl.cdiv(N, BLOCK_N)
     for row in range(tl.program_id(0), M, tl.num_programs(0)):
@@ -208,12 +223,17 @@ def _row_config(m: int, n: int, direction: str, dtype: torch.dtype, tile: tuple[
     return dict(BLOCK_M=min(block_m, triton.next_power_of_2(m)), BLOCK_N=block_n, num_warps=num_warps)
 
 
-def _long_launch(m: int, n: int, dtype: torch.dtype, device: torch.device) -> tuple[tuple, dict]:
+def _long_launch(m: int, n: int, dtype: torch.dtype, device: torch.device, vec: int) -> tuple[tuple, dict]:
     """Grid and config of a long-row kernel: a persistent grid of at least one program per SM,
-    more (up to four per SM) while the rows in flight fill no more than half the L2."""
+    more (up to four per SM) while the rows in flight fill no more than half the L2.
+
+    A chunk gives each of the 512 threads 16 elements; rows that load one element at a time
+    (an odd length such as a 50257-word vocabulary) get half that, since 16 scalar loads a
+    thread spill in the fp32 forward on sm_90 (static check: 16 bytes at any warp count)."""
     multiprocessors, l2_bytes = device_limits(device)
     programs = max(multiprocessors, min(4 * multiprocessors, l2_bytes // (2 * n * dtype.itemsize)))
-    return (min(m, programs),), dict(BLOCK_N=min(_LONG_BLOCK_N, triton.next_power_of_2(n)), num_warps=16)
+    chunk = _LONG_BLOCK_N if vec > 1 else _LONG_BLOCK_N // 2
+    return (min(m, programs),), dict(BLOCK_N=min(chunk, triton.next_power_of_2(n)), num_warps=16)
 
 
 def _acc_dtype(dtype: torch.dtype):
@@ -249,14 +269,15 @@ def softmax_forward(x: torch.Tensor, dim: int = -1, *, log: bool = False,
     x2 = _rows(x, dim)
     m, n = x2.shape
     y2 = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    strides = (x2.stride(0), y2.stride(0))
-    flags = dict(LOG=log, ACC=_acc_dtype(x.dtype), VEC=_vector(n, strides, x.dtype))
+    vec = _vector(n, (x2.stride(0), y2.stride(0)), x.dtype)
+    sizes = (m, n // vec, x2.stride(0) // vec, y2.stride(0) // vec)
+    flags = dict(LOG=log, ACC=_acc_dtype(x.dtype), VEC=vec)
     if n <= _row_kernel_max_n(x.dtype, rows_held=1):
         config = _row_config(m, n, "fwd", x.dtype, tile)
-        launch(_forward_rows, (triton.cdiv(m, config["BLOCK_M"]),), x2, y2, m, n, *strides, **flags, **config)
+        launch(_forward_rows, (triton.cdiv(m, config["BLOCK_M"]),), x2, y2, *sizes, **flags, **config)
     else:
-        grid, config = _long_launch(m, n, x.dtype, x.device)
-        launch(_forward_long, grid, x2, y2, m, n, *strides, **flags, **config)
+        grid, config = _long_launch(m, n, x.dtype, x.device, vec)
+        launch(_forward_long, grid, x2, y2, *sizes, **flags, **config)
     return _unrows(y2, x, dim)
 
 
@@ -270,15 +291,15 @@ def softmax_backward(dy: torch.Tensor, y: torch.Tensor, dim: int = -1, *, log: b
     y2, dy2 = _rows(y, dim), _rows(dy.to(y.dtype), dim)
     m, n = y2.shape
     dx2 = torch.empty((m, n), dtype=y.dtype, device=y.device)
-    strides = (y2.stride(0), dy2.stride(0), dx2.stride(0))
-    flags = dict(LOG=log, ACC=_acc_dtype(y.dtype), VEC=_vector(n, strides, y.dtype))
+    vec = _vector(n, (y2.stride(0), dy2.stride(0), dx2.stride(0)), y.dtype)
+    sizes = (m, n // vec, y2.stride(0) // vec, dy2.stride(0) // vec, dx2.stride(0) // vec)
+    flags = dict(LOG=log, ACC=_acc_dtype(y.dtype), VEC=vec)
     if n <= _row_kernel_max_n(y.dtype, rows_held=2):
         config = _row_config(m, n, "bwd", y.dtype, tile)
-        launch(_backward_rows, (triton.cdiv(m, config["BLOCK_M"]),), y2, dy2, dx2, m, n, *strides, **flags,
-               **config)
+        launch(_backward_rows, (triton.cdiv(m, config["BLOCK_M"]),), y2, dy2, dx2, *sizes, **flags, **config)
     else:
-        grid, config = _long_launch(m, n, y.dtype, y.device)
-        launch(_backward_long, grid, y2, dy2, dx2, m, n, *strides, **flags, **config)
+        grid, config = _long_launch(m, n, y.dtype, y.device, vec)
+        launch(_backward_long, grid, y2, dy2, dx2, *sizes, **flags, **config)
     return _unrows(dx2, y, dim)
 
 

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Collection, Iterable
 
 from refbench.harness.machine import collect_env
 from refbench.run.matrix import Cell, Matrix, cheapest_first
@@ -75,12 +75,13 @@ def finished_keys(path: str | os.PathLike, retry: Iterable[str] = ()) -> set[tup
 def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False, retry: Iterable[str] = (),
                shard: tuple[int, int] | None = None, isolation: str = "forkserver",
                time_budget_s: float | None = None, on_record: Callable[[dict], None] = lambda r: None,
-               on_start: Callable[[int], None] = lambda n: None) -> list[dict]:
+               on_start: Callable[[int], None] = lambda n: None, only: Collection[tuple] | None = None) -> list[dict]:
     """Run the cells of ``matrix`` (module docstring); return the records appended to ``out``.
 
     Records a killed earlier run finished but never appended (left in the
     cells' scratch folder next to ``out``) are appended first. ``on_start``
-    hears how many cells this run will measure.
+    hears how many cells this run will measure. ``only``, when given, keeps
+    the cells whose ``Cell.key()`` it holds (a plan that chose them one by one).
     """
     if isolation not in ISOLATIONS:
         raise RefbenchError(f"unknown isolation {isolation!r}; use one of {', '.join(ISOLATIONS)}")
@@ -102,7 +103,8 @@ def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False, 
             writer.append(record)
             records.append(record)
             on_record(record)
-        cells = select(cells, shard=shard, done=finished_keys(out, retry) if resume else ())
+        cells = select([c for c in cells if only is None or c.key() in only], shard=shard,
+                       done=finished_keys(out, retry) if resume else ())
         if time_budget_s is not None:
             cells = cheapest_first(cells)
         on_start(len(cells))

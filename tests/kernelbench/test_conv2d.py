@@ -76,3 +76,20 @@ def test_layer_the_sweep_cannot_build_becomes_error_records():
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="unknown precision"):
         _sweep([LENET_CONV1], precisions=("fp8",))
+
+
+def test_planned_cells_are_the_sweeps_cells_and_only_runs_the_chosen_ones():
+    from refbench.kernelbench.conv2d import planned_cells
+    from refbench.kernelbench.runs import conv_layers
+    from refbench.records.schema import cell_key
+
+    small = {**LENET_CONV1, "name": "small", "out_channels": 2, "height": 8, "width": 8}
+    planned = planned_cells(device="cpu", layers=[LENET_CONV1, small], shapes="quick")
+    assert [cell_key(r) for r in _sweep([LENET_CONV1, small])] == [cell_key(c) for c in planned]
+    chosen = [planned[0], planned[4]]
+    assert [cell_key(r) for r in _sweep([LENET_CONV1, small], only={cell_key(c) for c in chosen})] == \
+        [cell_key(c) for c in chosen]
+    # The GPU check's cells, listed without a GPU: 20 distinct layers, tf32 and bf16, 3 directions, 3 backends,
+    # the max-autotune builds last.
+    gpu = planned_cells(device="cuda", layers=conv_layers(), shapes="gpu-check")
+    assert len(gpu) == 360 and gpu[-1]["backend"] == "compile-max-autotune"

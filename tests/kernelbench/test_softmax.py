@@ -107,3 +107,17 @@ def test_cpu_tiles_never_overwrite_the_kernels_table():
 
     with pytest.raises(RefbenchError, match="mean nothing"):
         tune_row_tiles(device="cpu")
+
+
+def test_planned_cells_are_the_sweeps_cells_and_only_runs_the_chosen_ones():
+    from refbench.kernelbench.softmax import planned_cells
+    from refbench.records.schema import cell_key
+
+    planned = planned_cells(device="cpu", dtypes=["float32"], shapes="quick")
+    assert [cell_key(r) for r in _sweep()] == [cell_key(c) for c in planned]
+    chosen = [planned[1], planned[7], planned[-1]]
+    records = _sweep(only={cell_key(c) for c in chosen})
+    assert [cell_key(r) for r in records] == [cell_key(c) for c in chosen]
+    # The GPU check's cells are listed without a GPU: 5 shapes, 2 ops, 2 dtypes, 2 directions, 5 backends.
+    gpu = planned_cells(device="cuda", dtypes=["float32", "bfloat16"], shapes="gpu-check")
+    assert len(gpu) == 200 and {c["variant"]["M"] for c in gpu} == {8192}

@@ -22,15 +22,18 @@ FAULTS = [
                 {"layer": LAYER, "batch": 128, "precision": "bf16-channels-last", "direction": "fwd"},
                 override={"BLOCK_M": 256, "BLOCK_N": 256, "BLOCK_K": 64, "num_warps": 4, "num_stages": 2}),
 ]
-# Rows of 1000 fp32 allow 16-byte loads (length and stride are multiples of 4), which the row kernel
-# does not yet achieve: a real scalar-load kernel, caught by the check (see KNOWN).
-ROWS_OF_1000 = static.softmax_cases(ops=("softmax",), directions=("fwd",), dtypes=("float32",), rows=(1000,))
+# Rows of 1000 fp32 allow 16-byte loads (length and stride are multiples of 4). The row kernel gets
+# them only because it is told VEC; launched with VEC=1, as it was before the length and stride
+# were passed divided by VEC, it loads scalars, and the check must say so.
+(ROWS_OF_1000,) = static.softmax_cases(ops=("softmax",), directions=("fwd",), dtypes=("float32",), rows=(1000,))
+SCALAR_ROWS = static.Case("softmax", "fault: rows of 1000 loaded as scalars", ROWS_OF_1000.spec,
+                          override={"VEC": 1})
 
 
 @pytest.fixture(scope="module")
 def rows():
     cases = static.conv_cases(conv_layers(), precisions=CI_PRECISIONS) + static.softmax_cases(ops=("softmax",))
-    return static.static_check(cases + FAULTS, jobs=2)
+    return static.static_check(cases + FAULTS + [SCALAR_ROWS], jobs=2)
 
 
 @pytest.mark.slow
@@ -40,11 +43,6 @@ def test_tf32_kernels_compile_clean_for_sm90():
     assert all(r["wgmma"] for r in rows)
 
 
-# A problem the check finds and that is still open: rows of 1000 declare VEC (their length and
-# stride are multiples of 16 bytes), yet the mask `cols < N` still lowers to scalar loads. Listed
-# so that its fix, or any new problem, changes this test's outcome.
-KNOWN = {f"softmax {d} M=8192 N=1000 {t}" for d in ("fwd", "bwd") for t in ("float32", "bfloat16")}
-
 
 def _failures(rows):
     return "\n".join(f"{r['case']} [{r['config']}]: {'; '.join(r['problems'])}" for r in rows if r["problems"])
@@ -52,18 +50,19 @@ def _failures(rows):
 
 def test_documents_kernels_compile_clean_for_sm90(rows):
     kept = [r for r in rows if not r["case"].startswith("fault")]
-    failing = {r["case"] for r in kept if r["problems"]}
-    assert failing == KNOWN, _failures(kept)
-    assert all(p.endswith("where the layout allows 16-byte ones") for r in kept if r["problems"] for p in r["problems"])
-    kept = [r for r in kept if r["case"] not in KNOWN]
+    assert not _failures(kept), _failures(kept)
     conv = [r for r in kept if r["kernel"] == "conv2d"]
     assert {r["spec"]["direction"] for r in conv} == set(static.CONV_DIRECTIONS)
     assert all(r["wgmma"] for r in conv)
     # The channels-last main loops load 16 bytes a thread and keep their loads in flight across taps.
     fast = [r for r in conv if r["function"] == "_conv_gemm_kernel" and r["vector_bytes"] == 16]
     assert fast and all(r["narrowest_main_load_bytes"] == 16 and r["pipelined"] == "yes" for r in fast)
-    softmax = [r for r in rows if r["kernel"] == "softmax"]
+    softmax = [r for r in kept if r["kernel"] == "softmax"]
     assert {r["spec"]["N"] for r in softmax} == set(static.SOFTMAX_ROWS)
+    # Every row loads as wide as its length allows: 16 bytes, or single elements for the odd vocabulary.
+    assert all(r["narrowest_main_load_bytes"] == r["vector_bytes"] for r in softmax)
+    odd = [r for r in softmax if r["spec"]["N"] % 2]
+    assert odd and all(r["function"].endswith("_long") and r["vector_bytes"] < 16 for r in odd)
 
 
 def test_injected_spill_is_caught(rows):
@@ -72,7 +71,7 @@ def test_injected_spill_is_caught(rows):
 
 
 def test_scalar_loads_are_caught(rows):
-    (row,) = [r for r in rows if r["case"] == ROWS_OF_1000[0].name]
+    (row,) = [r for r in rows if r["case"] == SCALAR_ROWS.name]
     assert row["vector_bytes"] == 16 and row["narrowest_main_load_bytes"] == 4
     assert "4-byte loads in the main loop where the layout allows 16-byte ones" in row["problems"], row
     # The same rule on a clean row with its main loads narrowed.
@@ -92,7 +91,7 @@ def test_table_and_records(rows):
 
 
 def test_cli_static_prints_table_records_and_fails_on_problems(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(static, "document_cases", lambda: ROWS_OF_1000)
+    monkeypatch.setattr(static, "document_cases", lambda: [SCALAR_ROWS])
     out = tmp_path / "static.jsonl"
     assert cli.main(["kernels", "--static", "sm_90", "--out", str(out), "--jobs", "1"]) == 1
     printed = capsys.readouterr().out

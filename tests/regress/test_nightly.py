@@ -4,12 +4,15 @@ import json
 import numpy as np
 import pytest
 
-from refbench.regress import history
-from refbench.regress import nightly
-from refbench.regress.changepoints import change_points
-from refbench.cli import main
-from refbench.records.store import dumps_record
-from tests.fixtures.timed_records import CPU, timed
+pytest.importorskip("ruptures", reason="nightly finds change points with ruptures (pip install ruptures); "
+                                    "the GPU machine's image has none")
+
+from refbench.regress import history  # noqa: E402
+from refbench.regress import nightly  # noqa: E402
+from refbench.regress.changepoints import change_points  # noqa: E402
+from refbench.cli import main  # noqa: E402
+from refbench.records.store import dumps_record  # noqa: E402
+from tests.fixtures.timed_records import CPU, timed  # noqa: E402
 
 
 def night(directory, number, records, commit=None):

@@ -1,7 +1,9 @@
 import io
 
-import optuna
 import pytest
+
+optuna = pytest.importorskip("optuna", reason="refbench sweep searches with Optuna (pip install optuna); "
+                                               "the GPU machine's image has none")
 
 from refbench.run.progress import Progress
 from refbench.records.store import read_results
