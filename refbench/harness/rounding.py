@@ -66,7 +66,7 @@ aten = torch.ops.aten
 SIGNIFICAND_BITS = {"fp32": 23, "tf32": 10, "bf16": 7, "fp16": 10}
 PIECES = 64         # matmuls and convolutions over channels: blocked kernels, rounding every few terms
 SUM_PIECES = 1024   # sums, and gradients over the batch and positions: kernels that add one term at a time
-KINK_MARGIN = 2.0
+KINK_MARGIN = 2.0   # covers every ReLU flip float32 made in resnet18_cifar at batch 8 over six seeds
 _KINKS = {aten.relu, aten.relu_, aten.leaky_relu}
 
 
