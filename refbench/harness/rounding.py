@@ -168,7 +168,7 @@ class Rounding(TorchDispatchMode):
             result, low = _SUMS[func](self._accumulate, *args, **kwargs), False
         else:
             result, low = func(*args, **kwargs), self._low_result(func, floats)
-        self._hold_results(func, args, kwargs, result, low)
+        self._hold_results(func, args, kwargs, result, low, first_only=func in _FUSED)
         return result
 
     # ----- what each tensor is held in -----
@@ -191,7 +191,9 @@ class Rounding(TorchDispatchMode):
         inputs = [t for t in floats if t.dim() > 0] or floats
         return all(self._is_low(t) for t in inputs)
 
-    def _hold_results(self, func, args, kwargs, result, low: bool) -> None:
+    def _hold_results(self, func, args, kwargs, result, low: bool, first_only: bool = False) -> None:
+        """Round what ``func`` wrote and returned; ``low`` results in the 16-bit format (with ``first_only``, the
+        first result alone: a fused operator's saved statistics are float32)."""
         schema = func._schema
         written = [value for argument, value in zip(schema.arguments, args)
                    if argument.alias_info is not None and argument.alias_info.is_write]
@@ -200,7 +202,8 @@ class Rounding(TorchDispatchMode):
         for t in _floats(written):   # what an in-place or out= operator wrote stays in its format
             self._hold(t, self._is_low(t))
         returns = result if isinstance(result, (tuple, list)) else (result,)
-        for ret, value in zip(schema.returns, returns):
+        for i, (ret, value) in enumerate(zip(schema.returns, returns)):
+            low = low and not (first_only and i > 0)
             if ret.alias_info is None:   # a new tensor (views and the written tensors are held already)
                 for t in _floats(value):
                     self._hold(t, low)
