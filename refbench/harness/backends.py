@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils._pytree import tree_map
 
 from refbench.errors import RefbenchError
+from refbench.harness import fp32_precision
 from refbench.records.schema import BASES
 
 MODIFIERS = {
@@ -104,10 +105,9 @@ class Backend:
     # ----- the transformations, in the order a cell applies them -----
 
     def configure(self) -> None:
-        """Process-wide precision flags: TF32 only with the ``tf32`` modifier."""
-        tf32 = self.has("tf32")
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
+        """Process-wide precision flags: TF32 only with the ``tf32`` modifier, through both of torch's switches
+        (refbench.harness.fp32_precision)."""
+        fp32_precision.set_tf32(self.has("tf32"))
 
     def variant_for(self, workload, variant: dict[str, Any]) -> dict[str, Any]:
         """The variant the cell builds: the workload's defaults, and ``attention=sdpa`` for ``sdpa``."""

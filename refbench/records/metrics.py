@@ -226,7 +226,7 @@ METRICS: tuple[Metric, ...] = (
     _m("allreduce_share", "", "scaling", "share of the step spent in all-reduce, mean over ranks", better="lower"),
     _m("allreduce_share_per_rank", "", "scaling", "each rank's all-reduce share"),
     _m("allreduce_source", "", "context", "which profiler events the all-reduce time came from"),
-    _m("allreduce_note", "", "scaling", "why there is no all-reduce share"),
+    _m("allreduce_note", "", "scaling", "why there is no all-reduce share (not profiled)"),
     _m("hosts", "", "context", "the hosts the ranks ran on"),
     _m("recorded_by", "", "context", "ddp on several nodes: which node writes the records"),
     _m("failed_ranks", "", "scaling", "ranks that failed"),

@@ -340,10 +340,12 @@ def _correctness(ctx: _Context) -> list[Section]:
                "NaN/Inf only", "worst error / tolerance", "worst cell: tensor"]
     marks = pd.DataFrame([["bad" if c == "pass rate" and r["passed"] < r["checked"] else "" for c in columns]
                           for _, r in summary.iterrows()], columns=columns)
-    blocks = ["Each cell's first step against the same step in fp64 on the CPU (relative RMS error per tensor, "
-              "against the tolerance of its precision); a random step is checked for NaN/Inf only. A worst "
+    blocks = ["Each cell's first step against the same step in fp64 on the cell's device (relative RMS error per "
+              "tensor, against the tolerance of its precision); a random step is checked for NaN/Inf only. A worst "
               "error above its tolerance in a cell that passed was within the allowance the cell's record states "
-              "(its metrics.correctness), as BatchNorm's backward needs at a small batch.",
+              "(metrics.correctness.allowed): a multiple of how far the same step moves in fp64 with the cell's "
+              "precision's rounding emulated, as BatchNorm's backward at a small batch needs. Agreement with plain "
+              "eager fp32 (metrics.correctness.eager) is reported beside and never decides a cell.",
               Table(pd.DataFrame(rows, columns=columns), marks)]
     failed = ctx.cells[ctx.cells["status"].eq("failed") & ctx.cells["correctness.tolerance"].notna()]
     if not failed.empty:

@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from refbench.harness.correctness import TOLERANCES, compare, dropout_off, fp64_copy, reference_step, tolerance
+from refbench.harness.correctness import (ALLOWANCE_MULTIPLE, TOLERANCES, compare, dropout_off, eager_agreement, fp64_copy,
+                                          reference_step, tolerance)
 
 
 def test_the_table_orders_precisions_from_tight_to_loose():
@@ -62,8 +63,33 @@ def test_a_tensor_that_is_zero_in_exact_arithmetic_is_judged_against_the_step_sc
     assert not compare(actual, reference, "fp32").ok
 
 
-def test_an_error_within_a_multiple_of_eager_fp32s_own_error_passes():
+def test_an_error_within_the_multiple_of_the_emulated_error_passes_and_is_recorded():
     reference = {"output[0]": torch.ones(50, dtype=torch.float64)}
-    eager = {"output[0]": torch.full((50,), 1 + 1e-3)}                       # an ill-conditioned step
-    assert compare({"output[0]": torch.full((50,), 1 + 2e-3)}, reference, "fp32", eager).ok
-    assert not compare({"output[0]": torch.full((50,), 1 + 5e-3)}, reference, "fp32", eager).ok
+    emulated = {"output[0]": torch.full((50,), 1 + 1e-3, dtype=torch.float64)}   # an ill-conditioned step
+    inside = compare({"output[0]": torch.full((50,), 1 + 4e-3)}, reference, "fp32", emulated)
+    assert inside.ok and inside.emulated == "fp32"
+    (allowed,) = inside.metrics()["allowed"]
+    assert allowed["tensor"] == "output[0]" and allowed["tolerance"] == 1e-4 and allowed["multiple"] == ALLOWANCE_MULTIPLE
+    assert allowed["rel_err"] == pytest.approx(4e-3, rel=1e-3)
+    assert allowed["emulated_rel_err"] == pytest.approx(1e-3, rel=1e-9)
+    outside = compare({"output[0]": torch.full((50,), 1 + 6e-3)}, reference, "fp32", emulated)
+    assert outside.problems == ["output[0]: relative error 6.00e-03 > 1e-04 (fp32) and > 5 x 1.00e-03 (fp32 emulated "
+                                "in float64)"]
+
+
+def test_the_emulated_run_is_made_only_when_a_tensor_misses_its_tolerance():
+    reference = {"output[0]": torch.ones(50, dtype=torch.float64)}
+    made = []
+    check = compare({"output[0]": torch.ones(50)}, reference, "fp32", lambda: made.append(1) or reference)
+    assert check.ok and not made and "emulated" not in check.metrics()
+
+
+def test_agreement_with_eager_fp32_is_reported_and_never_decides():
+    reference = {"output[0]": torch.ones(50, dtype=torch.float64)}
+    wrong = {"output[0]": torch.full((50,), 1 + 1e-2)}
+    check = compare(wrong, reference, "fp32")
+    figures = eager_agreement(wrong, reference, dict(wrong), "fp32")   # eager fp32 shares the fault
+    assert not check.ok and figures["agrees"] and figures["max_rel_diff"] == 0.0
+    assert figures["max_rel_err"] == pytest.approx(1e-2, rel=1e-3)
+    backend_off = {"output[0]": torch.full((50,), 1 + 5e-2)}
+    assert not eager_agreement(backend_off, reference, dict(wrong), "fp32")["agrees"]
