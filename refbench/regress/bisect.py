@@ -1,7 +1,9 @@
 """``refbench bisect``: the commit that made one cell slower, found with ``git bisect run``.
 
 The repository is cloned (``git clone --shared``: the user's repository,
-work tree and refs are never touched, and the clone is removed at the end)
+work tree and refs are never touched, and the clone is removed at the end,
+or by refbench.lifeline's watcher, with every process bisect started, when
+bisect is killed)
 and every measurement runs in the clone's checkout of the commit under
 test, with that commit's own refbench (``python -m refbench run`` of the one
 cell, or ``--measure CMD``: a command run in the checkout that writes the
@@ -25,10 +27,8 @@ import contextlib
 import json
 import os
 import signal
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ from refbench.records.metrics import BY_NAME
 from refbench.regress.gates import ALPHA
 from refbench.regress.gates import DEFAULT_THRESHOLD
 from refbench.errors import RefbenchError
+from refbench.lifeline import new_scratch_dir, remove_scratch_dir
 
 REFERENCE_RUNS = 3        # measurements of GOOD and of BAD, pooled
 REFBENCH_ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +63,9 @@ def parse_cell(text: str) -> CellKey:
         except json.JSONDecodeError:
             variant[key] = value
     batch = parts[3].removeprefix("bs=")
+    if batch not in ("", "-") and not (batch.isdigit() and int(batch) > 0):
+        raise RefbenchError(f"--cell {text!r}: the batch size bs={batch} is not a positive integer; give it as the "
+                            f"tables print it, e.g. 'mlp | cpu | train | bs=16'")
     return CellKey(label[0], variant, parts[1], parts[2], None if batch in ("", "-") else int(batch))
 
 
@@ -107,7 +111,7 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
         raise RefbenchError(f"the work tree of {root} has uncommitted changes; commit or stash them first "
                             f"(bisect measures commits, never the work tree)")
     good_hash, bad_hash = _resolve(root, good, "--good"), _resolve(root, bad, "--bad")
-    scratch = Path(tempfile.mkdtemp(prefix="refbench-bisect-"))
+    scratch = new_scratch_dir(prefix="refbench-bisect-")   # removed even if bisect is killed
     try:
         tree = scratch / "tree"
         _git(root, "clone", "--quiet", "--shared", "--no-checkout", str(root), str(tree))
@@ -159,7 +163,7 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
         return BisectResult(first, subject, value_ratio(metric, measured, references["good"]), base_ratio,
                             max(steps, 0), time.perf_counter() - started, history)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_scratch_dir(scratch)
 
 
 def _bisect_run(command: list[str], env: dict) -> subprocess.CompletedProcess:

@@ -37,6 +37,7 @@ from refbench.records.store import ResultWriter, read_results
 from refbench.run.settings import Settings
 from refbench.run.throughput import Outcome
 from refbench.errors import RefbenchError
+from refbench.lifeline import alive
 
 ISOLATIONS = ("forkserver", "subprocess", "inline")
 # Cells a resumed run measures again: those that never got to finish.
@@ -160,8 +161,6 @@ class _Launcher:
 
     def leftovers(self) -> list[dict]:
         """Records that cells of runs no longer alive finished but did not append; their folders are removed."""
-        from refbench.run.worker import alive
-
         records = []
         for folder in sorted(self.scratch.glob("cell-*")) if self.scratch.is_dir() else []:
             try:
