@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ def non_negative_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    return _number(text, float, lambda v: v > 0, "a positive number")
+    return _number(text, float, lambda v: 0 < v < math.inf, "a positive number")
 
 
 def _number(text, kind, ok, what):
@@ -79,12 +80,18 @@ class Settings:
 
                     raise RefbenchError(f"{_flag(f)}: {exc}") from None
         for module in self.imports:
+            from refbench.errors import RefbenchError
+
+            if not module.strip():
+                raise RefbenchError("--import needs a module name, e.g. --import mypackage.workloads")
             try:
                 importlib.import_module(module)
             except ImportError as exc:
-                from refbench.errors import RefbenchError
-
                 raise RefbenchError(f"cannot import {module!r}: {exc}") from None
+            except Exception as exc:   # the module itself is broken: a syntax error, or it raised
+                raise RefbenchError(f"--import {module}: importing it raised {type(exc).__name__}: "
+                                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}; "
+                                    f"fix the module") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "imports": list(self.imports)}
