@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from refbench.cli._options import csv_list, matrix_of, matrix_options, needs_torch, print_table, table_options, warn, writable
+from refbench.cli._options import (csv_list, goes_on_with_resume, matrix_of, matrix_options, needs_torch, print_table,
+                                   path_option, starts_again, table_options, warn, writable)
 from refbench.run.settings import threads_option, positive_int
 
 
@@ -25,11 +26,11 @@ def register(sub) -> None:
     p.add_argument("--shard", default=None, help="i/n: run every n-th cell from the i-th (1-based)")
     p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"],
                    help="how each cell gets its own process (inline: none, for debugging)")
-    p.add_argument("--out", default="results/results.jsonl", help="JSONL file the records are appended to")
-    p.add_argument("--report", default=None, metavar="DIR",
+    p.add_argument("--out", type=path_option, default="results/results.jsonl", help="JSONL file the records are appended to")
+    p.add_argument("--report", type=path_option, default=None, metavar="DIR",
                    help="also write the report of --out into DIR (report.md and report.html)")
     table_options(p)
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, going_on=goes_on_with_resume)
 
     p = sub.add_parser(
         "validate", help="check refbench's clock against torch.utils.benchmark",
@@ -42,8 +43,8 @@ def register(sub) -> None:
     p.add_argument("--repeats", type=positive_int, default=5, help="isolated runs of one cell, for the run-to-run CV")
     p.add_argument("--iters", type=positive_int, default=50, help="timed iterations per measurement")
     p.add_argument("--threads", type=threads_option, default=1, help="torch CPU threads: N or all")
-    p.add_argument("--out", default=None, help="JSON file for the figures (default: none)")
-    p.set_defaults(func=cmd_validate)
+    p.add_argument("--out", type=path_option, default=None, help="JSON file for the figures (default: none)")
+    p.set_defaults(func=cmd_validate, going_on=starts_again("nothing was written"))
 
 
 @needs_torch
@@ -59,7 +60,7 @@ def cmd_run(args) -> int:
     if args.report:
         from refbench.report.build import check_writable_dir
 
-        check_writable_dir(args.report)
+        check_writable_dir(args.report, "--report")
     progress: list[Progress] = []
 
     def on_record(r):
