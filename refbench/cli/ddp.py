@@ -54,7 +54,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0, help="the seed of the weights and batches")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first, in every rank too (it may register workloads); repeatable")
-    p.add_argument("--out", type=path_option, default="results/ddp.jsonl", help="JSONL file the records are appended to")
+    p.add_argument("--out", type=path_option, default="results/ddp.jsonl",
+                   help="JSONL file the records are appended to")
     table_options(p)
     p.set_defaults(func=cmd_ddp, going_on=starts_again("the records written so far are kept"))
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from refbench.cli._options import dtype_list, needs_torch, path_option, print_table, starts_again, table_options, writable
+from refbench.cli._options import (dtype_list, needs_torch, path_option, print_table, starts_again, table_options,
+                                   writable)
 from refbench.errors import RefbenchError
 from refbench.run.settings import positive_int
 
@@ -30,7 +31,8 @@ def register(sub) -> None:
     p.add_argument("--dtypes", type=dtype_list, default=None, help="softmax dtypes (default: fp32,fp16,bf16 on GPU)")
     p.add_argument("--tune-tiles", action="store_true",
                    help="softmax: time the row kernel's tiles and write kernels/softmax_tiles.json (GPU)")
-    p.add_argument("--out", type=path_option, default=KERNELS_OUT, help="records file (--tune-tiles: the tile table instead)")
+    p.add_argument("--out", type=path_option, default=KERNELS_OUT,
+                   help="records file (--tune-tiles: the tile table instead)")
     table_options(p)
     p.set_defaults(func=cmd_kernels, going_on=starts_again("the records written so far are kept"))
 
@@ -65,8 +67,9 @@ def cmd_kernels(args) -> int:
 def _check_options(args) -> None:
     """Options that do not apply to what was asked are refused, not ignored."""
     if args.static:
-        unused = [flag for flag, given in (("--quick", args.quick), ("--shapes", args.shapes), ("--device", args.device),
-                                           ("--dtypes", args.dtypes), ("--tune-tiles", args.tune_tiles)) if given]
+        unused = [flag for flag, given in (("--quick", args.quick), ("--shapes", args.shapes),
+                                           ("--device", args.device), ("--dtypes", args.dtypes),
+                                           ("--tune-tiles", args.tune_tiles)) if given]
         if unused:
             raise RefbenchError(f"--static compiles every kept configuration for {args.static}; "
                                 f"{', '.join(unused)} do not apply to it: drop them")

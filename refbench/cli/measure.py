@@ -26,7 +26,8 @@ def register(sub) -> None:
     p.add_argument("--shard", default=None, help="i/n: run every n-th cell from the i-th (1-based)")
     p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"],
                    help="how each cell gets its own process (inline: none, for debugging)")
-    p.add_argument("--out", type=path_option, default="results/results.jsonl", help="JSONL file the records are appended to")
+    p.add_argument("--out", type=path_option, default="results/results.jsonl",
+                   help="JSONL file the records are appended to")
     p.add_argument("--report", type=path_option, default=None, metavar="DIR",
                    help="also write the report of --out into DIR (report.md and report.html)")
     table_options(p)

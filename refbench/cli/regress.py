@@ -17,7 +17,8 @@ def register(sub) -> None:
                     "failing cell.",
         epilog="examples:\n  refbench compare base.jsonl new.jsonl\n"
                "  refbench compare base.jsonl new.jsonl --markdown --fail-on throughput,correctness")
-    p.add_argument("base", type=path_option, help="JSONL results (or a pytest --benchmark-json file) to compare against")
+    p.add_argument("base", type=path_option,
+                   help="JSONL results (or a pytest --benchmark-json file) to compare against")
     p.add_argument("new", type=path_option, help="JSONL results (or a pytest --benchmark-json file) to judge")
     judging_options(p)
     table_options(p)
@@ -30,7 +31,8 @@ def register(sub) -> None:
                     "find change points, and write DIR/index.html. Exit 1 on a regression.",
         epilog="examples:\n  refbench nightly --history results/nightly --workloads mlp,lenet5 --batch-sizes 16\n"
                "  refbench nightly --history results/nightly --no-run")
-    p.add_argument("--history", type=path_option, required=True, metavar="DIR", help="the history: DIR/<env_key>/<date>-<commit>.jsonl")
+    p.add_argument("--history", type=path_option, required=True, metavar="DIR",
+                   help="the history: DIR/<env_key>/<date>-<commit>.jsonl")
     matrix_options(p, required=False)
     p.add_argument("--benchmark-json", type=path_option, action="append", default=[], metavar="FILE",
                    help="a pytest --benchmark-json file to add to the night; repeatable")
@@ -52,7 +54,8 @@ def register(sub) -> None:
     p.add_argument("--cell", type=text_option, required=True, metavar="KEY", help="the cell as the tables print it, "
                                                                 "e.g. 'mlp | cpu | train | bs=16'")
     p.add_argument("--metric", default="samples_per_s", help="the metric judged: samples_per_s, latency_ms.median, ...")
-    p.add_argument("--repo", type=path_option, default=".", help="the git repository (default: the current directory's)")
+    p.add_argument("--repo", type=path_option, default=".",
+                   help="the git repository (default: the current directory's)")
     p.add_argument("--measure", type=text_option, default=None, metavar="CMD",
                    help="measure with CMD run in each checkout: it writes the cell's record to $REFBENCH_BISECT_OUT "
                         "(default: that commit's `python -m refbench run` of the cell)")

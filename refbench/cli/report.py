@@ -13,7 +13,8 @@ def register(sub) -> None:
                     "speed-ups over eager, memory, latency spread, correctness, convergence, kernels, scaling, "
                     "and every cell that did not measure, with why.",
         epilog="example:\n  refbench report results/cpu/bench.jsonl -o results/cpu")
-    p.add_argument("results", type=path_option, nargs="+", help="JSONL files from refbench run, converge, ddp or kernels")
+    p.add_argument("results", type=path_option, nargs="+",
+                   help="JSONL files from refbench run, converge, ddp or kernels")
     p.add_argument("-o", "--out", type=path_option, default=None, metavar="DIR",
                    help="directory for report.md and report.html (default: the first result file's)")
     p.set_defaults(func=cmd_report)

@@ -44,6 +44,7 @@ KINDS = {
     "flag": "true or false",
     "text": "a string",
     "list": "a list",
+    "points": "a list of objects whose step, epoch, train_s and metrics' values are numbers",
     "any": "any JSON value",
 }
 
@@ -212,7 +213,7 @@ METRICS: tuple[Metric, ...] = (
     _m("time_to_target_s", "s", "accuracy", "training seconds until the target was reached", better="lower"),
     _m("epochs_to_target", "", "accuracy", "epochs until the target was reached", better="lower"),
     _m("steps_to_target", "", "accuracy", "optimizer steps until the target was reached", better="lower"),
-    _m("seed", "", "context", "the seed of this run"),
+    _m("seed", "", "context", "the seed of this run", kind="number"),
     _m("recipe", "", "context", "the recipe's name"),
     _m("recipe_settings.*", "", "context", "the recipe: optimizer, learning rate, batch size, epochs, "
        "normalisation, augmentation, source"),
@@ -228,11 +229,20 @@ METRICS: tuple[Metric, ...] = (
     _m("wall_cap_s", "s", "context", "seconds after which the run counts as hung"),
     _m("data_resident", "", "context", "whether the data set was held on the device"),
     _m("curve", "", "accuracy", "the target metric at each evaluation: step, epoch, train_s and metrics",
-       kind="list"),
+       kind="points"),
     _m("seeds.*", "", "accuracy", "a summary's seeds: n, seeds, values, mean, std, min, max, reached, "
        "time_to_target_s, asked"),
+    _m("seeds.n", "", "accuracy", "a summary: the seeds its mean is over", kind="number"),
+    _m("seeds.mean", "", "accuracy", "a summary: the mean of the target metric over the seeds (decides)",
+       kind="number"),
+    _m("seeds.std", "", "accuracy", "a summary: the standard deviation of the target metric over the seeds",
+       kind="number"),
     _m("parity.*", "", "accuracy", "a backend's mean against its device's fp32 eager base on the same seeds: "
        "base, seeds, margin_rule, delta, margin, ok, flag, speedup, faster, note"),
+    _m("parity.ok", "", "accuracy", "whether the backend's mean is within the margin of its base's", kind="flag"),
+    _m("parity.base", "", "accuracy", "the base backend parity is against", kind="text"),
+    _m("parity.delta", "", "accuracy", "the backend's mean less its base's", kind="number"),
+    _m("parity.margin", "", "accuracy", "the difference parity allows", kind="number"),
     _m("as_written.*", "", "accuracy", "the document's model as written beside the fixed one: mean, fixed_mean, "
        "delta, time_to_target_s, fixed_time_to_target_s, reached, fixed_reached, seeds"),
     _m("trial", "", "context", "sweep: the Optuna trial's number"),

@@ -5,8 +5,9 @@ pytest-benchmark reader): ``problem(record)`` says why a record read back
 cannot be used, in words (``None``: it can). The types are the schema's:
 the fields of ``RECORD_FIELDS`` (of which ``REQUIRED`` must be there), in
 ``env`` the ``env_key`` (a string) and the fields of ``ENV_FIELDS`` (each a
-string, a number or null), in ``metrics`` each metric's kind in the metric
-table (``latency_ms.samples`` a list of numbers, ``samples_per_s`` a number,
+string, a number or null), in ``variant`` the fields of ``VARIANT_FIELDS``
+that the readers use for the record's mode, in ``metrics`` each metric's
+kind in the metric table (``latency_ms.samples`` a list of numbers, ``samples_per_s`` a number,
 ...). A metric the table does not know is no reader's business and is not
 checked. Readers skip such a line and name it (``file:line: why``).
 
@@ -27,7 +28,7 @@ from typing import Any, Iterator
 
 from refbench.errors import RefbenchError
 from refbench.records import metrics as metric_table
-from refbench.records.schema import ENV_FIELDS, MODES, RECORD_FIELDS, STATUSES
+from refbench.records.schema import ENV_FIELDS, MODES, RECORD_FIELDS, STATUSES, VARIANT_FIELDS
 
 REQUIRED = ("workload", "backend", "mode", "status")
 _TYPES = {field.name: field.types for field in RECORD_FIELDS}
@@ -55,6 +56,11 @@ def problem(record: Any) -> str | None:
             return f"{name} is {_json_name(record[name])}, expected {' or '.join(map(_JSON_NAMES.get, types))}"
     if record["mode"] not in MODES:
         return f"mode {record['mode']!r} is not one of {', '.join(MODES)}"
+    variant = record.get("variant") or {}
+    for field in VARIANT_FIELDS.get(record["mode"], ()):
+        if field.name in variant and not _is(variant[field.name], field.types):
+            return (f"variant.{field.name} is {_json_name(variant[field.name])} in a {record['mode']} record, expected "
+                    f"{' or '.join(map(_JSON_NAMES.get, field.types))}")
     return _env_problem(record.get("env") or {}) or _metrics_problem(record.get("metrics") or {})
 
 
@@ -121,7 +127,17 @@ def _of_kind(value: Any, kind: str) -> bool:
         return isinstance(value, bool)
     if kind == "text":
         return isinstance(value, str)
+    if kind == "points":
+        return isinstance(value, list) and all(_point(p) for p in value)
     return isinstance(value, list)
+
+
+def _point(point: Any) -> bool:
+    """One evaluation of a curve: an object whose step, epoch, train_s and metrics' values are numbers."""
+    if not isinstance(point, dict) or not isinstance(point.get("metrics", {}), dict):
+        return False
+    values = [point.get(k) for k in ("step", "epoch", "train_s")] + list(point.get("metrics", {}).values())
+    return all(v is None or _number(v) for v in values)
 
 
 def _number(value: Any) -> bool:

@@ -221,7 +221,8 @@ class _Launcher:
                 return json.loads(record.read_text(encoding="utf-8"))
         oom_kills_after = _oom_kills()
         oom_killed = None if oom_kills is None or oom_kills_after is None else oom_kills_after > oom_kills
-        outcome = self._failure(exitcode, timed_out, log.read_text(errors="replace") if log.exists() else "", oom_killed)
+        output = log.read_text(errors="replace") if log.exists() else ""
+        outcome = self._failure(exitcode, timed_out, output, oom_killed)
         return cell.record(outcome, run_id=run_id, env=env)
 
     def done(self, record: dict) -> None:

@@ -88,7 +88,7 @@ def test_list_fits_an_80_column_terminal(capsys, monkeypatch):
     (["data", "--data-dir", ""], "argument --data-dir: expected a path, got an empty string"),
     (["report", "r.jsonl", "-o", ""], "argument -o/--out: expected a path, got an empty string"),
     (["compare", "a.jsonl", "b.jsonl", "--threshold", "1e9%"], "--threshold must be above 0% and below 1000%"),
-    (["compare", "a.jsonl", "b.jsonl", "--threshold", "-5%"], "--threshold must be above 0% and below 1000%, got '-5%'"),
+    (["compare", "a.jsonl", "b.jsonl", "--threshold", "-5%"], "must be above 0% and below 1000%, got '-5%'"),
     (["compare", "a.jsonl", "b.jsonl", "--fail-on", "memory,memory"], "argument --fail-on: memory given twice"),
     (["nightly", "--history", "h", "--no-run", "--workloads", "mlp"], "--no-run measures nothing, but --workloads"),
     (["nightly", "--history", ""], "argument --history: expected a path, got an empty string"),

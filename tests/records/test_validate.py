@@ -22,7 +22,9 @@ from tests.fixtures.malformed_records import malformed
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = [rr.throughput("mlp", "cuda", 1000.0), rr.throughput("mlp", "cuda+compile", 1500.0), rr.converge("lenet5"),
         rr.softmax_kernel("triton", 300.0), rr.conv_kernel("triton", 100.0, roofline_fraction=0.5)]
-BAD = list(malformed(rr.throughput("lenet5", "cuda", 800.0)))
+OTHER_MODES = (rr.ddp("mlp", 2, 900.0, 0.9, env=rr.GPU), rr.conv_kernel("triton", 90.0, roofline_fraction=0.4))
+BAD = [*malformed(rr.throughput("lenet5", "cuda", 800.0)),
+       *((what, r) for base in OTHER_MODES for what, r in malformed(base) if what.startswith("variant."))]
 
 
 def _file(path: Path, records: list, bad: list = BAD) -> Path:
@@ -41,7 +43,7 @@ def test_every_field_given_every_wrong_type_is_generated():
     fields = {what.split(" as ")[0] for what, _ in BAD}
     assert {"schema", "env", "batch_size", "status", "metrics", "env.env_key", "env.threads",
             "metrics.latency_ms.samples", "metrics.samples_per_s", "metrics.correctness.compared", "metrics.curve",
-            "metrics.phases_s.*"} <= fields
+            "metrics.phases_s.*", "variant.world_size", "variant.layer"} <= fields
     assert {"batch_size as string", "env as string", "workload as number", "metrics as list",
             "metrics.latency_ms.samples as a list with a string"} <= {what for what, _ in BAD}
 
