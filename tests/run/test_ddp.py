@@ -42,7 +42,7 @@ def _stat(pid: str) -> tuple[int, str] | None:
 
 
 def leftover_processes() -> list[int]:
-    """Live processes below this one, less the multiprocessing servers it keeps (fork server, resource tracker).
+    """Live processes below this one, less the servers it keeps (fork server, resource tracker, lifeline's watcher).
 
     Ranks are forked from the fork server, so any grandchild of this
     process, or any other child, is a process a launch left behind.
@@ -57,7 +57,8 @@ def leftover_processes() -> list[int]:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return False
-        return b"multiprocessing.forkserver" in command or b"multiprocessing.resource_tracker" in command
+        return (b"multiprocessing.forkserver" in command or b"multiprocessing.resource_tracker" in command
+                or b"REFBENCH_LIFELINE_" in command)     # refbench.lifeline's watcher, kept for the process's life
 
     children = [pid for pid, parent in parents.items() if parent == os.getpid()]
     grandchildren = [pid for pid, parent in parents.items() if parent in children]
