@@ -81,13 +81,18 @@ def _store_interrupted_nights(directory: Path) -> list[str]:
         if not records:
             notes.append(f"removed {scratch}, left by an interrupted night that had measured nothing")
         elif history.holds_run(directory, records[0]["run_id"]):
-            notes.append(f"removed {scratch}: its {len(records)} records were stored before its night was interrupted")
+            notes.append(f"removed {scratch}: a stored night holds its {_records(len(records))} already (its run "
+                         f"was killed after storing them)")
         else:
             stored = history.store(directory, records, date=_date(records))
-            notes.append(f"{len(records)} records of an interrupted night ({scratch}) stored as "
+            notes.append(f"{_records(len(records))} of an interrupted night ({scratch}) stored as "
                          f"{', '.join(map(str, stored))}")
         scratch.unlink()
     return notes
+
+
+def _records(n: int) -> str:
+    return f"{n} record{'' if n == 1 else 's'}"
 
 
 def _date(records: list[dict]) -> str | None:
