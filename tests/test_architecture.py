@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "refbench"
 # Lowest first; a module may import its own subpackage and any subpackage of an earlier layer, nothing else.
 LAYERS = [
-    {"errors", "version"},
+    {"errors", "version", "lifeline"},
     {"records"},
     {"report"},
     {"regress"},

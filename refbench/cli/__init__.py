@@ -3,7 +3,8 @@
 A module per command group (``info``, ``measure``, ``train``, ``ddp``,
 ``kernels``, ``report``, ``regress``) adds its commands with ``register``.
 Every error a user can fix is one line, ``refbench: error: ...``, and exit
-status 2; an interrupted command exits 130. Nothing heavy is imported before
+status 2; an interrupted command exits 130, saying how to go on (each
+command's ``going_on``). Nothing heavy is imported before
 the arguments are parsed, so ``--help`` answers at once, and the commands
 that only read records (``compare``, ``report``, ``nightly --no-run``) never
 import torch.
@@ -11,12 +12,15 @@ import torch.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
+import warnings
 from typing import Sequence
 
 from refbench.cli import ddp, info, kernels, measure, regress, report, train
 from refbench.errors import RefbenchError
+from refbench.records.validate import SkippedLine
 from refbench.version import __version__
 
 GROUPS = (info, measure, train, ddp, kernels, report, regress)
@@ -51,6 +55,9 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        # A value that starts with a minus and a digit ("-5%", "-1") is a value, so that its own check names what
+        # is wrong with it; no option of refbench's looks like a number.
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str):
         command = self.prog.removeprefix("refbench").strip()
@@ -73,7 +80,19 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A line a reader left out is one warning line, as the commands print theirs."""
+    if issubclass(category, SkippedLine):
+        print(f"refbench: warning: {message}", file=sys.stderr)
+    else:
+        _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:
@@ -81,10 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except RefbenchError as exc:
         print(f"refbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("refbench: interrupted; records written so far are kept (`--resume` goes on)", file=sys.stderr)
+        going_on = getattr(args, "going_on", None)
+        print("refbench: interrupted" + (f"; {going_on(args, argv)}" if going_on else ""), file=sys.stderr)
         return 130

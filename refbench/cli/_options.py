@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import shlex
 import sys
 from typing import Any, Sequence
 
@@ -18,14 +19,36 @@ DTYPES = ("fp32", "fp16", "bf16", "fp64", "float32", "float16", "bfloat16", "flo
 
 
 def csv_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+    """Comma-separated items; an item given twice is refused (each cell, shape or gate would count twice)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    twice = list(dict.fromkeys(item for item in items if items.count(item) > 1))
+    if twice:
+        raise argparse.ArgumentTypeError(f"{', '.join(twice)} given twice in {text!r}; give each once")
+    return items
+
+
+def path_option(text: str) -> str:
+    """A file or directory name: an empty one is refused rather than taken for the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
+def text_option(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a value, got an empty string")
+    return text
 
 
 def int_list(text: str) -> list[int]:
     try:
-        return [int(item) for item in csv_list(text)]
+        values = [int(item) for item in text.split(",") if item.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    twice = list(dict.fromkeys(str(v) for v in values if values.count(v) > 1))
+    if twice:
+        raise argparse.ArgumentTypeError(f"{', '.join(twice)} given twice in {text!r}; give each once")
+    return values
 
 
 def dtype_list(text: str) -> list[str]:
@@ -37,11 +60,16 @@ def dtype_list(text: str) -> list[str]:
 
 
 def merged_variants(items: list[dict]) -> dict[str, dict]:
-    """Repeated ``--variant W:K=V`` options as one variant per workload."""
+    """Repeated ``--variant W:K=V`` options as one variant per workload; an option given twice is refused."""
     variants: dict[str, dict] = {}
     for item in items:
         for workload, variant in item.items():
-            variants.setdefault(workload, {}).update(variant)
+            merged = variants.setdefault(workload, {})
+            for key, value in variant.items():
+                if key in merged:
+                    raise RefbenchError(f"--variant {workload}:{key} is given twice ({merged[key]!r} and {value!r}); "
+                                        f"give each option once")
+                merged[key] = value
     return variants
 
 
@@ -121,3 +149,16 @@ def needs_torch(command):
 
 def warn(message: str) -> None:
     print(f"refbench: warning: {message}", file=sys.stderr)
+
+
+def goes_on_with_resume(args, argv: Sequence[str]) -> str:
+    """What an interrupted command that has ``--resume`` says: the command that goes on."""
+    command = shlex.join(["refbench", *argv, *([] if "--resume" in argv else ["--resume"])])
+    return f"the records written so far are kept; `{command}` goes on from there"
+
+
+def starts_again(kept: str):
+    """What an interrupted command without ``--resume`` says: what it kept, and the command that starts it again."""
+    def going_on(args, argv: Sequence[str]) -> str:
+        return f"{kept}; `{shlex.join(['refbench', *argv])}` starts it again"
+    return going_on

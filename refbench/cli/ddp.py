@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from refbench.cli._options import csv_list, merged_variants, needs_torch, print_table, table_options, writable
+from refbench.cli._options import (csv_list, merged_variants, needs_torch, path_option, print_table, starts_again,
+                                   table_options, writable)
 from refbench.run.settings import non_negative_int, positive_float, positive_int, variant_option
 
 
@@ -53,9 +54,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0, help="the seed of the weights and batches")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first, in every rank too (it may register workloads); repeatable")
-    p.add_argument("--out", default="results/ddp.jsonl", help="JSONL file the records are appended to")
+    p.add_argument("--out", type=path_option, default="results/ddp.jsonl",
+                   help="JSONL file the records are appended to")
     table_options(p)
-    p.set_defaults(func=cmd_ddp)
+    p.set_defaults(func=cmd_ddp, going_on=starts_again("the records written so far are kept"))
 
 
 @needs_torch

@@ -5,7 +5,7 @@ import difflib
 import json
 import re
 
-from refbench.cli._options import needs_torch, print_table, table_options
+from refbench.cli._options import needs_torch, path_option, print_table, table_options
 from refbench.errors import RefbenchError
 
 
@@ -30,7 +30,7 @@ def register(sub) -> None:
     p = sub.add_parser("data", help="list data sets, where each was found and its size",
                        description="List the data sets: where each was found, its size, or how to get it.",
                        epilog="example:\n  refbench data --data-dir ~/datasets")
-    p.add_argument("--data-dir", default=None, help="a directory of data sets, looked in first "
+    p.add_argument("--data-dir", type=path_option, default=None, help="a directory of data sets, looked in first "
                                                     "(default: $REFBENCH_DATA, then the usual places)")
     p.add_argument("--json", action="store_true", help="print it as JSON")
     p.set_defaults(func=cmd_data)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from refbench.cli._options import dtype_list, needs_torch, print_table, table_options, writable
+from refbench.cli._options import (dtype_list, needs_torch, path_option, print_table, starts_again, table_options,
+                                   writable)
 from refbench.errors import RefbenchError
 from refbench.run.settings import positive_int
 
@@ -30,9 +31,10 @@ def register(sub) -> None:
     p.add_argument("--dtypes", type=dtype_list, default=None, help="softmax dtypes (default: fp32,fp16,bf16 on GPU)")
     p.add_argument("--tune-tiles", action="store_true",
                    help="softmax: time the row kernel's tiles and write kernels/softmax_tiles.json (GPU)")
-    p.add_argument("--out", default=KERNELS_OUT, help="records file (--tune-tiles: the tile table instead)")
+    p.add_argument("--out", type=path_option, default=KERNELS_OUT,
+                   help="records file (--tune-tiles: the tile table instead)")
     table_options(p)
-    p.set_defaults(func=cmd_kernels)
+    p.set_defaults(func=cmd_kernels, going_on=starts_again("the records written so far are kept"))
 
 
 @needs_torch
@@ -44,6 +46,7 @@ def cmd_kernels(args) -> int:
     from refbench.run.progress import Progress
     from refbench.run.runner import exit_code, summary_line
 
+    _check_options(args)
     if args.static:
         return _static(args)
     if args.tune_tiles:
@@ -61,6 +64,24 @@ def cmd_kernels(args) -> int:
     print(f"{len(records)} records appended to {out}")
     print(summary_line(records, "run the same command again"))
     return exit_code(records)
+
+
+def _check_options(args) -> None:
+    """Options that do not apply to what was asked are refused, not ignored."""
+    if args.static:
+        unused = [flag for flag, given in (("--quick", args.quick), ("--shapes", args.shapes),
+                                           ("--device", args.device), ("--dtypes", args.dtypes),
+                                           ("--tune-tiles", args.tune_tiles)) if given]
+        if unused:
+            raise RefbenchError(f"--static compiles every kept configuration for {args.static}; "
+                                f"{', '.join(unused)} do not apply to it: drop them")
+    elif args.jobs is not None:
+        raise RefbenchError("--jobs is the number of parallel compiles of --static; a sweep times one case at a time")
+    if args.kernel == "conv2d" and args.dtypes:
+        raise RefbenchError("--dtypes picks the softmax sweep's dtypes; the conv2d sweep times its own precisions "
+                            "(tf32, bf16 and bf16 channels-last on a GPU, fp32 on a CPU): drop --dtypes")
+    if args.quick and args.shapes not in (None, "quick"):
+        raise RefbenchError(f"--quick means --shapes quick, and --shapes {args.shapes} was given too: give one")
 
 
 def _static(args) -> int:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from refbench.cli._options import (csv_list, int_list, matrix_of, matrix_options, needs_torch, print_table,
-                                   table_options, writable)
+from refbench.cli._options import (csv_list, goes_on_with_resume, int_list, matrix_of, matrix_options, needs_torch,
+                                   path_option, print_table, starts_again, table_options, writable)
 from refbench.errors import EXIT_GATE, EXIT_OK
 from refbench.run.settings import positive_int, threads_option
 
@@ -27,11 +27,12 @@ def register(sub) -> None:
     p.add_argument("--shard", default=None, help="i/n: run every n-th cell from the i-th (1-based)")
     p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"],
                    help="how each cell gets its own process (inline: none, for debugging)")
-    p.add_argument("--out", default="results/results.jsonl", help="JSONL file the records are appended to")
-    p.add_argument("--report", default=None, metavar="DIR",
+    p.add_argument("--out", type=path_option, default="results/results.jsonl",
+                   help="JSONL file the records are appended to")
+    p.add_argument("--report", type=path_option, default=None, metavar="DIR",
                    help="also write the report of --out into DIR (report.md and report.html)")
     table_options(p)
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, going_on=goes_on_with_resume)
 
     p = sub.add_parser(
         "validate", help="check run's figures against torch.utils.benchmark and pyperf",
@@ -46,8 +47,8 @@ def register(sub) -> None:
     p.add_argument("--repeats", type=positive_int, default=3, help="fresh processes of each clock, taking turns")
     p.add_argument("--iters", type=positive_int, default=20, help="timed iterations of run's cell")
     p.add_argument("--threads", type=threads_option, default=1, help="torch CPU threads: N or all")
-    p.add_argument("--out", default=None, help="JSON file for the figures (default: none)")
-    p.set_defaults(func=cmd_validate)
+    p.add_argument("--out", type=path_option, default=None, help="JSON file for the figures (default: none)")
+    p.set_defaults(func=cmd_validate, going_on=starts_again("nothing was written"))
 
 
 @needs_torch
@@ -63,7 +64,7 @@ def cmd_run(args) -> int:
     if args.report:
         from refbench.report.build import check_writable_dir
 
-        check_writable_dir(args.report)
+        check_writable_dir(args.report, "--report")
     progress: list[Progress] = []
 
     def on_record(r):

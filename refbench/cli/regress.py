@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import sys
 
-from refbench.cli._options import judging_options, matrix_of, matrix_options, needs_torch, table_options, warn
-from refbench.errors import EXIT_INCOMPLETE, EXIT_OK
+from refbench.cli._options import (judging_options, matrix_of, matrix_options, needs_torch, path_option, starts_again,
+                                   table_options, text_option, warn)
+from refbench.errors import EXIT_INCOMPLETE, EXIT_OK, RefbenchError
 from refbench.run.settings import positive_int
 
 
@@ -16,8 +17,9 @@ def register(sub) -> None:
                     "failing cell.",
         epilog="examples:\n  refbench compare base.jsonl new.jsonl\n"
                "  refbench compare base.jsonl new.jsonl --markdown --fail-on throughput,correctness")
-    p.add_argument("base", help="JSONL results (or a pytest --benchmark-json file) to compare against")
-    p.add_argument("new", help="JSONL results (or a pytest --benchmark-json file) to judge")
+    p.add_argument("base", type=path_option,
+                   help="JSONL results (or a pytest --benchmark-json file) to compare against")
+    p.add_argument("new", type=path_option, help="JSONL results (or a pytest --benchmark-json file) to judge")
     judging_options(p)
     table_options(p)
     p.set_defaults(func=cmd_compare)
@@ -29,16 +31,17 @@ def register(sub) -> None:
                     "find change points, and write DIR/index.html. Exit 1 on a regression.",
         epilog="examples:\n  refbench nightly --history results/nightly --workloads mlp,lenet5 --batch-sizes 16\n"
                "  refbench nightly --history results/nightly --no-run")
-    p.add_argument("--history", required=True, metavar="DIR", help="the history: DIR/<env_key>/<date>-<commit>.jsonl")
+    p.add_argument("--history", type=path_option, required=True, metavar="DIR",
+                   help="the history: DIR/<env_key>/<date>-<commit>.jsonl")
     matrix_options(p, required=False)
-    p.add_argument("--benchmark-json", action="append", default=[], metavar="FILE",
+    p.add_argument("--benchmark-json", type=path_option, action="append", default=[], metavar="FILE",
                    help="a pytest --benchmark-json file to add to the night; repeatable")
     p.add_argument("--no-run", action="store_true", help="measure nothing: judge the history and write the page")
     p.add_argument("--window", type=positive_int, default=7, help="earlier nights the latest is judged against")
     p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"],
                    help="how each cell gets its own process (inline: none, for debugging)")
     judging_options(p)
-    p.set_defaults(func=cmd_nightly)
+    p.set_defaults(func=cmd_nightly, going_on=_night_goes_on)
 
     p = sub.add_parser(
         "bisect", help="find the commit that made a cell slower",
@@ -48,11 +51,12 @@ def register(sub) -> None:
         epilog="example:\n  refbench bisect --good v0.1 --bad main --cell 'mlp | cpu | train | bs=16'")
     p.add_argument("--good", required=True, metavar="REV", help="a commit where the cell was fast")
     p.add_argument("--bad", required=True, metavar="REV", help="a later commit where it is slow")
-    p.add_argument("--cell", required=True, metavar="KEY", help="the cell as the tables print it, "
+    p.add_argument("--cell", type=text_option, required=True, metavar="KEY", help="the cell as the tables print it, "
                                                                 "e.g. 'mlp | cpu | train | bs=16'")
     p.add_argument("--metric", default="samples_per_s", help="the metric judged: samples_per_s, latency_ms.median, ...")
-    p.add_argument("--repo", default=".", help="the git repository (default: the current directory's)")
-    p.add_argument("--measure", default=None, metavar="CMD",
+    p.add_argument("--repo", type=path_option, default=".",
+                   help="the git repository (default: the current directory's)")
+    p.add_argument("--measure", type=text_option, default=None, metavar="CMD",
                    help="measure with CMD run in each checkout: it writes the cell's record to $REFBENCH_BISECT_OUT "
                         "(default: that commit's `python -m refbench run` of the cell)")
     p.add_argument("--iters", type=positive_int, default=20, help="timed steps per measurement")
@@ -60,7 +64,12 @@ def register(sub) -> None:
     p.add_argument("--max-repeats", type=positive_int, default=4,
                    help="measurements of a commit, pooled, before it is skipped as undecided")
     p.add_argument("--threshold", default="5%", help="smallest BAD/GOOD change worth bisecting")
-    p.set_defaults(func=cmd_bisect)
+    p.set_defaults(func=cmd_bisect, going_on=starts_again("the repository is as it was"))
+
+
+def _night_goes_on(args, argv) -> str:
+    return (f"what this night measured is kept; the next `refbench nightly --history {args.history}` stores it as "
+            f"an interrupted night")
 
 
 def cmd_compare(args) -> int:
@@ -90,6 +99,11 @@ def cmd_nightly(args) -> int:
     _no_longer_needed(args)
     options = {"threshold": parse_threshold(args.threshold), "fail_on": parse_gates(args.fail_on),
                "window": args.window}
+    measured = [flag for flag, given in (("--workloads", args.workloads), ("--benchmark-json", args.benchmark_json))
+                if given]
+    if args.no_run and measured:
+        raise RefbenchError(f"--no-run measures nothing, but {' and '.join(measured)} asks for a measurement: "
+                            f"drop one or the other")
     result = judge_and_write(args.history, **options) if args.no_run else _measure_night(args, options)
     for note in result.notes:
         warn(note)

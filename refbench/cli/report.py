@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from refbench.cli._options import warn
+from refbench.cli._options import path_option, warn
 
 
 def register(sub) -> None:
@@ -13,8 +13,9 @@ def register(sub) -> None:
                     "speed-ups over eager, memory, latency spread, correctness, convergence, kernels, scaling, "
                     "and every cell that did not measure, with why.",
         epilog="example:\n  refbench report results/cpu/bench.jsonl -o results/cpu")
-    p.add_argument("results", nargs="+", help="JSONL files from refbench run, converge, ddp or kernels")
-    p.add_argument("-o", "--out", default=None, metavar="DIR",
+    p.add_argument("results", type=path_option, nargs="+",
+                   help="JSONL files from refbench run, converge, ddp or kernels")
+    p.add_argument("-o", "--out", type=path_option, default=None, metavar="DIR",
                    help="directory for report.md and report.html (default: the first result file's)")
     p.set_defaults(func=cmd_report)
 

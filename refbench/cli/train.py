@@ -1,7 +1,8 @@
 """``refbench converge`` and ``refbench sweep``: training to a target on real data, and searching its recipe."""
 from __future__ import annotations
 
-from refbench.cli._options import csv_list, needs_torch, print_table, table_options, writable
+from refbench.cli._options import (csv_list, goes_on_with_resume, needs_torch, path_option, print_table, starts_again,
+                                   table_options, writable)
 from refbench.run.settings import non_negative_int, positive_float, positive_int, threads_option
 
 
@@ -26,13 +27,13 @@ def register(sub) -> None:
     p.add_argument("--as-written", action="store_true",
                    help="also train each workload's as_written=True variant, beside the fixed default")
     p.add_argument("--threads", type=threads_option, default=1, help="torch CPU threads: N or all")
-    p.add_argument("--data-dir", default=None, help="a directory of data sets, looked in first "
+    p.add_argument("--data-dir", type=path_option, default=None, help="a directory of data sets, looked in first "
                                                     "(default: $REFBENCH_DATA, then the usual places)")
-    p.add_argument("--out", default="results/converge.jsonl",
+    p.add_argument("--out", type=path_option, default="results/converge.jsonl",
                    help="JSONL file the records are appended to (one per seed, one summary per group)")
     p.add_argument("--resume", action="store_true", help="skip the seeds already finished in --out")
     table_options(p)
-    p.set_defaults(func=cmd_converge)
+    p.set_defaults(func=cmd_converge, going_on=goes_on_with_resume)
 
     p = sub.add_parser(
         "sweep", help="search a workload's training recipe with Optuna",
@@ -45,11 +46,11 @@ def register(sub) -> None:
     p.add_argument("--target", default="quick", help="the target whose metric and data are searched on")
     p.add_argument("--backend", default="cpu", help="the backend every trial trains on, e.g. cpu or cuda+amp-bf16")
     p.add_argument("--threads", type=threads_option, default=1, help="torch CPU threads: N or all")
-    p.add_argument("--data-dir", default=None, help="a directory of data sets, looked in first "
+    p.add_argument("--data-dir", type=path_option, default=None, help="a directory of data sets, looked in first "
                                                     "(default: $REFBENCH_DATA, then the usual places)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="the search's seed")
-    p.add_argument("--out", default=None, help="JSONL file for one record per trial (default: none)")
-    p.set_defaults(func=cmd_sweep)
+    p.add_argument("--out", type=path_option, default=None, help="JSONL file for one record per trial (default: none)")
+    p.set_defaults(func=cmd_sweep, going_on=starts_again("the trials written so far are kept"))
 
 
 @needs_torch

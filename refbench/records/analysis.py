@@ -37,14 +37,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from refbench.records import metrics as metric_table
+from refbench.records import metrics as metric_table, validate
 from refbench.records.schema import BASES, SCHEMA_VERSION, UNSTABLE_CV
 from refbench.errors import RefbenchError
 
 CELL_KEY = ("workload", "variant", "backend", "mode", "batch_size", "dataset")
 # Modes measured by the matrix of one step per cell, whose backends are compared with their device's eager one.
 NOT_THROUGHPUT_MODES = ("converge", "kernel", "ddp")
-REQUIRED = ("workload", "backend", "mode", "status")
 _MEMORY = {"peak_allocated_bytes": "allocated", "peak_rss_delta_bytes": "rss_delta"}
 # Columns every frame has, so a report of records that lack a metric still reads it (as missing): every metric of
 # the table but the device-specific memory names (one name here: peak_mem_bytes), and which memory that is.
@@ -70,10 +69,13 @@ def read(paths: Sequence[str | os.PathLike]) -> tuple[list[dict], list[str], dic
     """Records of JSONL files, with their ``file:line``, and what could not be read.
 
     A missing file is a RefbenchError; so is a set of files with no record at
-    all. A line that is not a JSON object with the fields ``REQUIRED`` is
-    skipped and named (a run killed mid-write leaves a partial last line). A
-    record of another schema version is read when it has those fields (and
-    noted), and is a RefbenchError when it has not: it cannot be understood.
+    all. A line that is not a record every reader can use
+    (refbench.records.validate: the schema's fields with their types) is
+    skipped and named (a run killed mid-write leaves a partial last line); a
+    status this refbench does not know is a RefbenchError naming the line. A
+    record of another schema version is read when it passes the check (and
+    noted), and is a RefbenchError when it lacks a field the readers need: it
+    cannot be understood.
     """
     records, sources, skipped, notes = [], [], [], []
     files: dict[str, int] = {}
@@ -82,27 +84,22 @@ def read(paths: Sequence[str | os.PathLike]) -> tuple[list[dict], list[str], dic
         if not os.path.isfile(path):
             raise RefbenchError(f"no result file {path}; give the JSONL that `refbench run --out` wrote")
         files[path] = 0
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                record, problem = _parse(line.strip())
-                missing = [name for name in REQUIRED if problem is None and name not in record]
-                if problem is None and record.get("schema") != SCHEMA_VERSION:
-                    if missing:
-                        raise RefbenchError(
-                            f"{where}: a record of schema {record.get('schema')!r} without {', '.join(missing)}; "
-                            f"this refbench reads schema {SCHEMA_VERSION}: report it with the refbench that wrote it")
+        for where, record, problem in validate.lines(path):
+            if isinstance(record, dict) and record.get("schema") != SCHEMA_VERSION:
+                missing = [name for name in validate.REQUIRED if name not in record]
+                if missing:
+                    raise RefbenchError(
+                        f"{where}: a record of schema {record.get('schema')!r} without {', '.join(missing)}; "
+                        f"this refbench reads schema {SCHEMA_VERSION}: report it with the refbench that wrote it")
+                if problem is None:
                     other_schemas[record.get("schema")] += 1
-                if problem is None and missing:
-                    problem = f"a record without {', '.join(missing)}"
-                if problem:
-                    skipped.append(f"{where}: {problem}, skipped")
-                    continue
-                records.append(record)
-                sources.append(where)
-                files[path] += 1
+            if problem:
+                skipped.append(f"{where}: {problem}, skipped")
+                continue
+            validate.check_status(record, where)
+            records.append(record)
+            sources.append(where)
+            files[path] += 1
         if not files[path]:
             notes.append(f"{path} has no records")
     notes += [f"{n} records of schema {s!r} read (this refbench writes schema {SCHEMA_VERSION}): "
@@ -111,16 +108,6 @@ def read(paths: Sequence[str | os.PathLike]) -> tuple[list[dict], list[str], dic
         why = f" ({len(skipped)} corrupt lines)" if skipped else ""
         raise RefbenchError(f"no records in {', '.join(files)}{why}; give the JSONL that `refbench run --out` wrote")
     return records, sources, files, skipped, notes
-
-
-def _parse(line: str) -> tuple[dict | None, str | None]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return None, f"not JSON ({exc.msg}, column {exc.colno})"
-    if not isinstance(record, dict):
-        return None, "not a JSON object"
-    return record, None
 
 
 def to_frame(records: Iterable[dict], sources: Sequence[str] | None = None) -> pd.DataFrame:

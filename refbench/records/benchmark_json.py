@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from typing import Sequence
 
-from refbench.records import analysis
+from refbench.records import analysis, validate
 from refbench.records.schema import make_record
 from refbench.errors import RefbenchError
 
@@ -42,34 +43,48 @@ def is_benchmark_json(path: str | os.PathLike) -> bool:
     return isinstance(document, dict) and isinstance(document.get("benchmarks"), list)
 
 
-def records(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
-    """The records of a pytest-benchmark file and their sources (``file:benchmark N``)."""
+def records(path: str | os.PathLike) -> tuple[list[dict], list[str], list[str]]:
+    """The records of a pytest-benchmark file, their sources (``file:benchmark N``), and the benchmarks left out.
+
+    A benchmark without a name or without numeric ``median``, ``mean``,
+    ``stddev`` and ``rounds`` in its stats, or whose record fails
+    refbench.records.validate's check, is left out and named
+    (``file:benchmark N: why, skipped``); ``min``/``max`` and ``q1``/``q3``
+    may be missing or null (they are not read: p10 and p90 come from the raw
+    samples alone).
+    """
     with open(path, encoding="utf-8") as f:
         document = json.load(f)
-    machine = document.get("machine_info") or {}
-    commit = (document.get("commit_info") or {}).get("id")
-    env = _env(machine, commit)
-    out, sources = [], []
+    machine = _object(document.get("machine_info"))
+    commit = _object(document.get("commit_info")).get("id")
+    env = _env(machine, commit if isinstance(commit, str) else None)
+    when = document.get("datetime") if isinstance(document.get("datetime"), str) else None
+    out, sources, skipped = [], [], []
     for number, bench in enumerate(document["benchmarks"], 1):
         where = f"{path}:benchmark {number}"
-        stats = bench.get("stats") if isinstance(bench, dict) else None
-        name = bench.get("fullname") or bench.get("name") if isinstance(bench, dict) else None
-        if not name or not isinstance(stats, dict) or not all(isinstance(stats.get(k), (int, float))
-                                                              for k in ("median", "mean", "stddev", "rounds")):
-            raise RefbenchError(f"{where}: not a pytest-benchmark result (it needs fullname and stats with median, "
-                                f"mean, stddev and rounds); give the file `pytest --benchmark-json` wrote")
-        extra = bench.get("extra_info") or {}
-        out.append(make_record(run_id=f"pytest-benchmark-{document.get('datetime', '')}", time=document.get("datetime"),
-                               env=env, workload=name, backend=str(extra.get("device") or "pytest-benchmark"),
-                               mode=MODE, batch_size=extra.get("batch_size"), status="ok", metrics=_metrics(stats)))
+        bench = _object(bench)
+        stats, name = _object(bench.get("stats")), bench.get("fullname") or bench.get("name")
+        if not isinstance(name, str) or not all(_number(stats.get(k)) for k in ("median", "mean", "stddev", "rounds")):
+            skipped.append(f"{where}: not a pytest-benchmark result (it needs fullname and stats with numeric median, "
+                           f"mean, stddev and rounds), skipped")
+            continue
+        extra = _object(bench.get("extra_info"))
+        record = make_record(run_id=f"pytest-benchmark-{when or ''}", time=when, env=env, workload=name,
+                             backend=str(extra.get("device") or "pytest-benchmark"), mode=MODE,
+                             batch_size=extra.get("batch_size"), status="ok", metrics=_metrics(stats))
+        problem = validate.problem(record)
+        if problem:
+            skipped.append(f"{where}: {problem}, skipped")
+            continue
+        out.append(record)
         sources.append(where)
-    return out, sources
+    return out, sources, skipped
 
 
 def _metrics(stats: dict) -> dict:
     to_ms = 1e3
     data = stats.get("data")
-    samples = [float(s) * to_ms for s in data] if isinstance(data, list) and data else None
+    samples = [float(s) * to_ms for s in data] if isinstance(data, list) and data and all(map(_number, data)) else None
     latency = {"median": stats["median"] * to_ms, "mean": stats["mean"] * to_ms, "n": int(stats["rounds"]),
                "cv": stats["stddev"] / stats["mean"] if stats["mean"] > 0 else 0.0}
     if samples:   # pytest-benchmark keeps quartiles, not the 10th and 90th percentiles: those need the samples
@@ -83,6 +98,14 @@ def _quantile(ordered: list[float], q: float) -> float:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _object(value) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _env(machine: dict, commit: str | None) -> dict:
@@ -108,17 +131,19 @@ def load(paths: Sequence[str | os.PathLike]) -> analysis.Loaded:
         (found if is_benchmark_json(path) else lines).append(path)
     all_records, sources, files, skipped, notes = [], [], {}, [], []
     for path in found:
-        got, where = records(path)
+        got, where, left_out = records(path)
         all_records += got
         sources += where
+        skipped += left_out
         files[path] = len(got)
         if not got:
             notes.append(f"{path} has no benchmarks")
     if lines:
-        got, where, counts, skipped, notes_jsonl = analysis.read(lines)
+        got, where, counts, skipped_jsonl, notes_jsonl = analysis.read(lines)
         all_records += got
         sources += where
         files.update(counts)
+        skipped += skipped_jsonl
         notes += notes_jsonl
     if not all_records:
         raise RefbenchError(f"no records in {', '.join(files)}; give the JSONL that `refbench run --out` wrote or "

@@ -47,16 +47,18 @@ def markdown() -> str:
         "",
         "Every metric a record may carry, by its flattened name; `name.*` is a group of free-form fields. "
         "*Judged* metrics get verdicts from `compare`, `nightly` and `bisect`; *better* says which way a change "
-        "is good.",
+        "is good; *value* is what the readers accept (null always is: a figure that could not be had). A record "
+        "whose field, `env` field or metric has another JSON type is left out by every reader, which names its "
+        "line; a status not listed above is an error.",
     ]
     for family, meaning in metrics.FAMILIES.items():
         rows = [m for m in metrics.METRICS if m.family == family]
         if not rows:
             continue
-        lines += ["", f"### {family}: {meaning}", "", "| metric | unit | better | judged | meaning |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| `{m.name}` | {m.unit or '-'} | {m.better or '-'} | {'yes' if m.judged else '-'} | "
-                  f"{m.description} |" for m in rows]
+        lines += ["", f"### {family}: {meaning}", "", "| metric | unit | value | better | judged | meaning |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| `{m.name}` | {m.unit or '-'} | {metrics.KINDS[m.json_kind]} | {m.better or '-'} | "
+                  f"{'yes' if m.judged else '-'} | {m.description} |" for m in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,9 @@ for a fact that is neither); ``family`` groups metrics the way ``--fail-on``
 gates them (throughput, latency, memory, correctness, accuracy) or says what
 else they are; ``judged`` marks the metrics compare, nightly and bisect give
 verdicts on; ``timed`` those whose value is a function of the step times,
-so that the raw samples decide whether a change is significant.
+so that the raw samples decide whether a change is significant. ``kind`` is
+the JSON type its value must have for the readers to use it (``KINDS``):
+a figure with a unit or a direction is a number unless it says otherwise.
 """
 from __future__ import annotations
 
@@ -35,6 +37,17 @@ FAMILIES = {
     "context": "what was measured and how",
 }
 
+# What a metric's value may be in JSON (null is always allowed: a figure that could not be had).
+KINDS = {
+    "number": "a number",
+    "numbers": "a list of numbers",
+    "flag": "true or false",
+    "text": "a string",
+    "list": "a list",
+    "points": "a list of objects whose step, epoch, train_s and metrics' values are numbers",
+    "any": "any JSON value",
+}
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -46,6 +59,7 @@ class Metric:
     judged: bool = False         # compare, nightly and bisect give it a verdict
     timed: bool = False          # derived from the step times, whose raw samples decide significance
     label: str = ""              # its column heading in tables (the name when empty)
+    kind: str = ""               # one of KINDS; empty: "number" with a unit or a direction, else "any"
 
     @property
     def higher_is_better(self) -> bool:
@@ -58,6 +72,11 @@ class Metric:
     @property
     def group(self) -> bool:
         return self.name.endswith(".*")
+
+    @property
+    def json_kind(self) -> str:
+        """What its value must be (``KINDS``)."""
+        return self.kind or ("number" if self.unit or self.better else "any")
 
 
 def _m(name, unit, family, description, **kw) -> Metric:
@@ -83,7 +102,8 @@ def _measurement(prefix: str, what: str, *, judged_median: bool) -> list[Metric]
     return [_m(f"{prefix}.{field}", "" if field in ("cv", "n", "block", "cpu_cv") else "ms", "latency",
                f"{what}: {_MEASUREMENT_HELP[field]}", better="lower" if field in ("median", "cpu_median") else None,
                judged=judged_median and field == "median", timed=field in ("median", "cpu_median"),
-               label="median ms" if field == "median" and judged_median else "")
+               label="median ms" if field == "median" and judged_median else "",
+               kind="numbers" if field.endswith("samples") else "number")
             for field in _MEASUREMENT]
 
 
@@ -98,11 +118,12 @@ METRICS: tuple[Metric, ...] = (
        better="lower"),
     _m("compile_s", "s", "latency", "compile time: the first step of a compiled backend, or a kernel's build",
        better="lower", judged=True),
-    _m("compile_cache", "", "context", "whether compile_s came from a fresh compile cache or a shared (warm) one"),
+    _m("compile_cache", "", "context", "whether compile_s came from a fresh compile cache or a shared (warm) one",
+       kind="text"),
     _m("capture_s", "s", "latency", "seconds to capture the step in a CUDA graph"),
     _m("warmup_steps", "", "context", "untimed steps before the timed ones"),
-    _m("steady", "", "context", "whether the warm-up ended because the step time had settled"),
-    _m("threads", "", "context", "torch CPU threads of the process that measured"),
+    _m("steady", "", "context", "whether the warm-up ended because the step time had settled", kind="flag"),
+    _m("threads", "", "context", "torch CPU threads of the process that measured", kind="number"),
     _m("flops_per_step", "FLOP", "throughput", "floating-point operations per step (torch.utils.flop_counter)"),
     _m("flops_counted_on", "", "context", "the device the FLOPs were counted on (meta, or the real one)"),
     _m("flops_skipped", "", "context", "why the FLOPs could not be counted"),
@@ -127,8 +148,8 @@ METRICS: tuple[Metric, ...] = (
        "the two above; ddp: the largest rank's)", better="lower", judged=True, label="memory"),
     _m("first_step_peak_mem_bytes", "B", "memory", "the first step's peak memory whatever its device (the "
        "DataFrame's name for the two first_step_peak_* above)", better="lower"),
-    _m("peak_mem_bytes_per_rank", "B", "memory", "ddp: each rank's peak memory"),
-    _m("peak_mem_kind", "", "context", "ddp: which memory the peak is (allocated or rss_delta)"),
+    _m("peak_mem_bytes_per_rank", "B", "memory", "ddp: each rank's peak memory", kind="numbers"),
+    _m("peak_mem_kind", "", "context", "ddp: which memory the peak is (allocated or rss_delta)", kind="text"),
     # energy
     _m("joules_per_sample", "J", "energy", "GPU energy per sample (NVML's energy counter)", better="lower"),
     _m("mean_watts", "W", "energy", "mean GPU power over the energy window"),
@@ -136,14 +157,14 @@ METRICS: tuple[Metric, ...] = (
     _m("energy_skipped", "", "energy", "why no energy figure could be had"),
     # correctness of the first step against float64
     _m("max_abs_err", "", "correctness", "largest absolute error against the float64 reference", better="lower"),
-    _m("correctness.precision", "", "correctness", "the precision the cell's tolerance is that of"),
-    _m("correctness.tolerance", "", "correctness", "relative tolerance of that precision"),
+    _m("correctness.precision", "", "correctness", "the precision the cell's tolerance is that of", kind="text"),
+    _m("correctness.tolerance", "", "correctness", "relative tolerance of that precision", kind="number"),
     _m("correctness.compared", "", "correctness", "whether outputs and gradients were compared (False: the step "
-       "draws random numbers and was checked for NaN/Inf only)"),
+       "draws random numbers and was checked for NaN/Inf only)", kind="flag"),
     _m("correctness.max_rel_err", "", "correctness", "largest error relative to the reference's scale",
        better="lower"),
     _m("correctness.max_abs_err", "", "correctness", "largest absolute error against the reference", better="lower"),
-    _m("correctness.worst", "", "correctness", "the tensor with the largest error over its tolerance"),
+    _m("correctness.worst", "", "correctness", "the tensor with the largest error over its tolerance", kind="text"),
     _m("correctness.note", "", "correctness", "what the check could not do, in words"),
     _m("correctness.matmul_precision", "", "correctness", "the matmul precision in force (ieee or tf32)"),
     _m("correctness.conv_precision", "", "correctness", "the convolution precision in force (ieee or tf32)"),
@@ -154,13 +175,14 @@ METRICS: tuple[Metric, ...] = (
     _m("correctness.eager.*", "", "correctness", "agreement with plain eager float32 on the same device, reported "
        "beside the verdict and never part of it"),
     _m("correctness.against", "", "correctness", "ddp: what the ranks' steps were compared with"),
-    _m("correctness.ranks_agree", "", "correctness", "ddp: whether every rank ended with the same weights"),
+    _m("correctness.ranks_agree", "", "correctness", "ddp: whether every rank ended with the same weights",
+       kind="flag"),
     _m("correctness.steps", "", "correctness", "ddp: steps compared with single-process training"),
     # noise: how busy the machine was while a cell was timed
-    _m("unstable", "", "noise", "the noise check's verdict: these figures should not be trusted alone"),
+    _m("unstable", "", "noise", "the noise check's verdict: these figures should not be trusted alone", kind="flag"),
     _m("noise.reasons", "", "noise", "why the cell is unstable, in words"),
     _m("noise.kinds", "", "noise", "why the cell is unstable: varying, busy, stolen"),
-    _m("noise.cv", "", "noise", "coefficient of variation of the step times"),
+    _m("noise.cv", "", "noise", "coefficient of variation of the step times", kind="number"),
     _m("noise.load_average_1m", "", "noise", "the machine's load average while the cell was timed"),
     _m("noise.other_processes_cores", "", "noise", "cores other processes kept busy while the cell was timed"),
     _m("noise.steal_share", "", "noise", "share of CPU time the hypervisor stole"),
@@ -178,19 +200,20 @@ METRICS: tuple[Metric, ...] = (
     _m("fid_fmnist_ratio", "", "accuracy", "FID-FMNIST of generated images over that of real ones", better="lower"),
     _m("r2", "", "accuracy", "coefficient of determination of a regressor", better="higher"),
     _m("cv_score", "", "accuracy", "the grid search's best cross-validation score", better="higher"),
-    _m("final", "", "accuracy", "the target metric at the end of the run"),
-    _m("best", "", "accuracy", "the best value of the target metric during the run"),
+    _m("final", "", "accuracy", "the target metric at the end of the run", kind="number"),
+    _m("best", "", "accuracy", "the best value of the target metric during the run", kind="number"),
     _m("target", "", "context", "converge: the target's name (quick or full); the static check: the GPU the "
        "kernel was compiled for"),
-    _m("target_metric", "", "context", "the metric the target is on"),
-    _m("threshold", "", "accuracy", "the target's value of that metric"),
+    _m("target_metric", "", "context", "the metric the target is on", kind="text"),
+    _m("threshold", "", "accuracy", "the target's value of that metric", kind="number"),
     _m("higher_is_better", "", "context", "whether the target metric is better higher"),
     _m("task", "", "context", "the workload's task (classification, generation, ...)"),
-    _m("reached", "", "accuracy", "whether the target was reached (a summary: by the mean over the seeds)"),
+    _m("reached", "", "accuracy", "whether the target was reached (a summary: by the mean over the seeds)",
+       kind="flag"),
     _m("time_to_target_s", "s", "accuracy", "training seconds until the target was reached", better="lower"),
     _m("epochs_to_target", "", "accuracy", "epochs until the target was reached", better="lower"),
     _m("steps_to_target", "", "accuracy", "optimizer steps until the target was reached", better="lower"),
-    _m("seed", "", "context", "the seed of this run"),
+    _m("seed", "", "context", "the seed of this run", kind="number"),
     _m("recipe", "", "context", "the recipe's name"),
     _m("recipe_settings.*", "", "context", "the recipe: optimizer, learning rate, batch size, epochs, "
        "normalisation, augmentation, source"),
@@ -205,11 +228,21 @@ METRICS: tuple[Metric, ...] = (
     _m("first_step_s", "s", "latency", "seconds of the first training step"),
     _m("wall_cap_s", "s", "context", "seconds after which the run counts as hung"),
     _m("data_resident", "", "context", "whether the data set was held on the device"),
-    _m("curve", "", "accuracy", "the target metric at each evaluation: step, epoch, train_s and metrics"),
+    _m("curve", "", "accuracy", "the target metric at each evaluation: step, epoch, train_s and metrics",
+       kind="points"),
     _m("seeds.*", "", "accuracy", "a summary's seeds: n, seeds, values, mean, std, min, max, reached, "
        "time_to_target_s, asked"),
+    _m("seeds.n", "", "accuracy", "a summary: the seeds its mean is over", kind="number"),
+    _m("seeds.mean", "", "accuracy", "a summary: the mean of the target metric over the seeds (decides)",
+       kind="number"),
+    _m("seeds.std", "", "accuracy", "a summary: the standard deviation of the target metric over the seeds",
+       kind="number"),
     _m("parity.*", "", "accuracy", "a backend's mean against its device's fp32 eager base on the same seeds: "
        "base, seeds, margin_rule, delta, margin, ok, flag, speedup, faster, note"),
+    _m("parity.ok", "", "accuracy", "whether the backend's mean is within the margin of its base's", kind="flag"),
+    _m("parity.base", "", "accuracy", "the base backend parity is against", kind="text"),
+    _m("parity.delta", "", "accuracy", "the backend's mean less its base's", kind="number"),
+    _m("parity.margin", "", "accuracy", "the difference parity allows", kind="number"),
     _m("as_written.*", "", "accuracy", "the document's model as written beside the fixed one: mean, fixed_mean, "
        "delta, time_to_target_s, fixed_time_to_target_s, reached, fixed_reached, seeds"),
     _m("trial", "", "context", "sweep: the Optuna trial's number"),
@@ -217,14 +250,14 @@ METRICS: tuple[Metric, ...] = (
     _m("pruned", "", "context", "sweep: whether Optuna stopped the trial early"),
     # data-parallel scaling (refbench ddp)
     *_measurement("step_ms", "the world's step time", judged_median=False),
-    _m("rank_step_ms", "ms", "scaling", "each rank's step time: rank, p50, p90"),
+    _m("rank_step_ms", "ms", "scaling", "each rank's step time: rank, p50, p90", kind="list"),
     _m("per_rank_batch_size", "", "context", "samples per rank per step"),
     _m("baseline_samples_per_s", "samples/s", "scaling", "world size 1's samples/s in the same invocation"),
     _m("scaling_efficiency", "", "scaling", "samples/s over world size x world size 1's", better="higher"),
     _m("scaling_efficiency_note", "", "scaling", "why there is no efficiency"),
     _m("allreduce_ms_per_step", "ms", "scaling", "all-reduce time per step (torch.profiler)", better="lower"),
     _m("allreduce_share", "", "scaling", "share of the step spent in all-reduce, mean over ranks", better="lower"),
-    _m("allreduce_share_per_rank", "", "scaling", "each rank's all-reduce share"),
+    _m("allreduce_share_per_rank", "", "scaling", "each rank's all-reduce share", kind="list"),
     _m("allreduce_source", "", "context", "which profiler events the all-reduce time came from"),
     _m("allreduce_note", "", "scaling", "why there is no all-reduce share (not profiled)"),
     _m("hosts", "", "context", "the hosts the ranks ran on"),
@@ -260,7 +293,7 @@ METRICS: tuple[Metric, ...] = (
     _m("narrowest_main_load_bytes", "B", "kernel", "the narrowest load of the main loop"),
     _m("async_copies", "", "kernel", "whether loads are asynchronous copies"),
     # pytest-benchmark files read as records
-    _m("rounds", "", "context", "pytest-benchmark: rounds timed"),
+    _m("rounds", "", "context", "pytest-benchmark: rounds timed", kind="number"),
     _m("iterations", "", "context", "pytest-benchmark: iterations per round"),
     _m("extra_info.*", "", "context", "pytest-benchmark: the benchmark's extra_info"),
 )
@@ -273,6 +306,8 @@ def _index(metrics: Iterable[Metric]) -> tuple[dict[str, Metric], tuple[str, ...
             raise ValueError(f"metric {metric.name}: unknown family {metric.family!r}")
         if metric.name in exact:
             raise ValueError(f"metric {metric.name} is in the table twice")
+        if metric.json_kind not in KINDS:
+            raise ValueError(f"metric {metric.name}: unknown kind {metric.kind!r}")
         exact[metric.name] = metric
     groups = tuple(m.name[:-1] for m in metrics if m.group)
     return exact, groups

@@ -59,6 +59,13 @@ RECORD_FIELDS = (
     Field("metrics", (dict,), "the figures, each named in refbench.records.metrics (docs/records.md)"),
 )
 FIELDS = tuple(f.name for f in RECORD_FIELDS)
+# The fields of ``variant`` that readers use, by mode (the rest of a variant is the workload's own options).
+VARIANT_FIELDS = {
+    "ddp": (Field("world_size", (int,), "ranks in the world"), Field("scaling", (str,), "weak or strong")),
+    "kernel": (Field("direction", (str, _NONE), "fwd or bwd"), Field("dtype", (str, _NONE), "the softmax's dtype"),
+               Field("precision", (str, _NONE), "the conv2d's precision"),
+               Field("layer", (dict, _NONE), "the conv2d layer's shape")),
+}
 ENV_FIELDS = {
     "refbench": "refbench's version", "git_commit": "the commit of the refbench that measured (12 hex digits)",
     "torch": "torch's version", "cuda": "CUDA's version (GPU)", "cudnn": "cuDNN's version (GPU)",

@@ -1,7 +1,9 @@
 """``refbench bisect``: the commit that made one cell slower, found with ``git bisect run``.
 
 The repository is cloned (``git clone --shared``: the user's repository,
-work tree and refs are never touched, and the clone is removed at the end)
+work tree and refs are never touched, and the clone is removed at the end,
+or by refbench.lifeline's watcher, with every process bisect started, when
+bisect is killed)
 and every measurement runs in the clone's checkout of the commit under
 test, with that commit's own refbench (``python -m refbench run`` of the one
 cell, or ``--measure CMD``: a command run in the checkout that writes the
@@ -26,10 +28,8 @@ import contextlib
 import json
 import os
 import signal
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from refbench.errors import RefbenchError
+from refbench.lifeline import new_scratch_dir, remove_scratch_dir
 from refbench.records.metrics import BY_NAME
 from refbench.regress.bisect_step import STEP_TIME, CellKey, measure_checkout, paired_interval
 from refbench.regress.gates import DEFAULT_THRESHOLD
@@ -62,6 +63,9 @@ def parse_cell(text: str) -> CellKey:
         except json.JSONDecodeError:
             variant[key] = value
     batch = parts[3].removeprefix("bs=")
+    if batch not in ("", "-") and not (batch.isdigit() and int(batch) > 0):
+        raise RefbenchError(f"--cell {text!r}: the batch size bs={batch} is not a positive integer; give it as the "
+                            f"tables print it, e.g. 'mlp | cpu | train | bs=16'")
     return CellKey(label[0], variant, parts[1], parts[2], None if batch in ("", "-") else int(batch))
 
 
@@ -109,7 +113,7 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
         raise RefbenchError(f"the work tree of {root} has uncommitted changes; commit or stash them first "
                             f"(bisect measures commits, never the work tree)")
     good_hash, bad_hash = _resolve(root, good, "--good"), _resolve(root, bad, "--bad")
-    scratch = Path(tempfile.mkdtemp(prefix="refbench-bisect-"))
+    scratch = new_scratch_dir(prefix="refbench-bisect-")   # removed even if bisect is killed
     try:
         tree = scratch / "tree"
         _git(root, "clone", "--quiet", "--shared", "--no-checkout", str(root), str(tree))
@@ -169,7 +173,7 @@ def bisect(*, good: str, bad: str, cell: str, metric: str = "samples_per_s", rep
         subject = _git(root, "log", "-1", "--format=%s", first).stdout.strip()
         return BisectResult(first, subject, ratio, base_ratio, steps, time.perf_counter() - started, history)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_scratch_dir(scratch)
 
 
 def _bisect_run(command: list[str], env: dict) -> subprocess.CompletedProcess:

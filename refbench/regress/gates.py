@@ -21,7 +21,7 @@ def parse_threshold(text: str) -> float:
                             f"got {text!r}") from None
     value = value / 100 if text.strip().endswith("%") or value >= 1 else value
     if not 0 < value < 10:
-        raise RefbenchError(f"--threshold must be above 0%, got {text!r}")
+        raise RefbenchError(f"--threshold must be above 0% and below 1000%, got {text!r}; e.g. 5%")
     return value
 
 

@@ -12,6 +12,7 @@ dot (a night being measured) are not nights.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from refbench.records import benchmark_json
+from refbench.records.validate import UnknownStatus
 from refbench.records.store import dumps_record
 from refbench.errors import RefbenchError
+from refbench.lifeline import alive
 
 _NAME = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})-(?P<commit>[^.]+?)(?:-(?P<repeat>\d+))?\.jsonl$")
 
@@ -62,7 +65,9 @@ def nights(history: str | os.PathLike) -> tuple[list[Night], list[str]]:
 
     A file that is not a night's name is ignored; a night with corrupt lines
     keeps its readable records (each skipped line noted); a night that has
-    no record at all is noted and left out, never removed.
+    no record at all is noted and left out, never removed. A night holding
+    another machine's records, or a status this refbench does not know, is
+    a RefbenchError: it cannot be judged as one machine's night.
     """
     found, notes = [], []
     for folder in sorted(p for p in Path(history).iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -72,9 +77,16 @@ def nights(history: str | os.PathLike) -> tuple[list[Night], list[str]]:
                 continue
             try:
                 loaded = benchmark_json.load([path])
+            except UnknownStatus:
+                raise
             except RefbenchError as exc:
                 notes.append(f"{path}: {exc}; left out")
                 continue
+            machines = sorted(set(loaded.frame["env_key"]))
+            if machines != [folder.name]:
+                raise RefbenchError(f"{path} holds records of {', '.join(machines)}, but a night is one machine's, "
+                                    f"the one its folder names ({folder.name}): move the other machines' records "
+                                    f"into their own folders (or the file out of the history)")
             notes += loaded.skipped + [n for n in loaded.notes if "has no records" not in n]
             found.append(Night(path, folder.name, match["date"], match["commit"], loaded.frame,
                                int(match["repeat"] or 1)))
@@ -94,6 +106,24 @@ def store(history: str | os.PathLike, records: Sequence[dict], *, date: str | No
         folder = Path(history) / env_key
         written.append(_write_new(folder, date, commit, "".join(dumps_record(r) + "\n" for r in group)))
     return written
+
+
+def holds_run(history: str | os.PathLike, run_id: str) -> bool:
+    """Whether a stored night holds a record of the run ``run_id``."""
+    needle = f'"run_id": {json.dumps(run_id)}'
+    return any(needle in path.read_text(encoding="utf-8", errors="replace")
+               for path in Path(history).glob("*/*.jsonl") if _NAME.match(path.name))
+
+
+def remove_stale_partials(history: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of nights whose writers are gone (killed mid-store); return them."""
+    removed = []
+    for path in Path(history).glob("*/.*.partial"):
+        pid = path.name.removesuffix(".partial").rsplit(".", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _commit(records: Iterable[dict]) -> str:

@@ -56,7 +56,7 @@ def write_report(result_paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
     return Written(paths["report.md"], paths["report.html"], doc.glance, [*loaded.skipped, *loaded.notes])
 
 
-def check_writable_dir(path: str | os.PathLike) -> None:
+def check_writable_dir(path: str | os.PathLike, flag: str = "-o") -> None:
     """A RefbenchError unless ``path`` is, or can be made, a directory this process can write files into."""
     try:
         os.makedirs(path, exist_ok=True)
@@ -64,7 +64,7 @@ def check_writable_dir(path: str | os.PathLike) -> None:
             pass
     except OSError as exc:
         raise RefbenchError(f"cannot write the report into {path} ({exc.strerror or exc}); "
-                            f"choose a writable directory with -o") from None
+                            f"choose a writable directory with {flag}") from None
 
 
 def _write_atomically(path: Path, text: str) -> None:

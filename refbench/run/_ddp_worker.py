@@ -59,6 +59,7 @@ from refbench.harness.memory import MemoryProbe
 from refbench.harness.step import Step, prepare
 from refbench.harness.timing import measure
 from refbench.models import get_workload
+from refbench.lifeline import die_with
 
 # What the profiler calls the all-reduce work: gloo's and NCCL's work items on the host
 # ("gloo:all_reduce"), NCCL's kernels on the device ("ncclDevKernel_AllReduce_Sum_f32_RING_LL").
@@ -67,6 +68,7 @@ _ALLREDUCE = re.compile(r"all_?reduce", re.IGNORECASE)
 
 def rank_main(spec: dict[str, Any]) -> list[dict[str, Any]] | None:
     """Measure this rank (module docstring); rank 0 returns every rank's figures."""
+    die_with(spec["launcher_pid"], group=False)   # a launcher killed with SIGKILL takes its ranks along
     faulthandler.dump_traceback_later(spec["timeout_s"], exit=True)
     faulthandler.register(signal.SIGTERM, chain=True)   # stopped by the agent: say where, then die as asked
     try:

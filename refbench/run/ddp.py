@@ -42,10 +42,10 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
 import socket
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -63,6 +63,7 @@ from refbench.run.throughput import Outcome
 from refbench.harness.timing import Measurement
 from refbench.models import Workload, get_workload
 from refbench.errors import RefbenchError
+from refbench.lifeline import remove_on_death, scratch_dir
 
 DIST_BACKENDS = ("gloo", "nccl")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -237,6 +238,9 @@ def run_ddp(workloads: list[str], config: DDPConfig, out: str | os.PathLike | No
     Settings(imports=config.imports).validate()   # imports the modules (they may register workloads)
     names = Matrix(workloads=workloads, backends=[config.backend]).workload_names()
     for name in config.variants:
+        if name not in names:
+            raise RefbenchError(f"--variant {name}:...: {name} is not among the workloads measured "
+                                f"({', '.join(names)}); add it to --workloads or drop the --variant")
         get_workload(name).resolve_variant(**config.variants[name])
     if config.nnodes > 1 and config.node_rank != 0:
         _reach_rendezvous(config)
@@ -345,7 +349,7 @@ def _launch(name: str, variant: dict, config: DDPConfig, nodes: int, nproc: int)
             "check_steps": config.check_steps, "profile_steps": config.profile_steps,
             "bucket_cap_mb": config.bucket_cap_mb, "static_graph": config.static_graph,
             "sync_batchnorm": config.sync_batchnorm, "timeout_s": config.timeout_s,
-            "imports": list(config.imports)}
+            "imports": list(config.imports), "launcher_pid": os.getpid()}
     if nodes > 1:   # torchrun's static rendezvous at node 0; the run id must be the same on every node
         rendezvous = {"rdzv_backend": "static", "rdzv_endpoint": config.rdzv_endpoint,
                       "rdzv_configs": {"rank": config.node_rank, "timeout": int(config.rdzv_timeout_s)},
@@ -354,7 +358,7 @@ def _launch(name: str, variant: dict, config: DDPConfig, nodes: int, nproc: int)
         rendezvous = {"rdzv_backend": "c10d", "rdzv_endpoint": "localhost:0",
                       "rdzv_configs": {"timeout": int(config.rdzv_timeout_s)}, "run_id": uuid.uuid4().hex}
     _prepare_fork_server()
-    with tempfile.TemporaryDirectory(prefix="refbench-ddp-") as logs, _own_signal_handlers(), _quiet_agent():
+    with scratch_dir(prefix="refbench-ddp-") as logs, _own_signal_handlers(), _quiet_agent():
         launch = LaunchConfig(min_nodes=nodes, max_nodes=nodes, nproc_per_node=nproc, max_restarts=0,
                               start_method="forkserver", monitor_interval=0.1,
                               logs_specs=DefaultLogsSpecs(log_dir=logs, redirects=Std.ALL), **rendezvous)
@@ -380,6 +384,7 @@ def _prepare_fork_server() -> None:
     """
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     multiprocessing.get_context("forkserver").set_forkserver_preload(["refbench.run._ddp_worker"])
+    remove_on_death(multiprocessing.util.get_temp_dir())   # the fork server's socket, should the launcher die
 
 
 @contextlib.contextmanager

@@ -92,7 +92,6 @@ class Matrix:
         self.settings.validate()   # first: its imports may register workloads
         if not self.workloads:
             raise RefbenchError("no workloads given; use --workloads NAME,... or all")
-        self.workload_names()
         if not self.backends:
             raise RefbenchError("no backends given; use --backends cpu,cpu+compile,...")
         for name in self.backends:
@@ -103,7 +102,11 @@ class Matrix:
         bad_sizes = [b for b in self.batch_sizes if not isinstance(b, int) or b < 1]
         if bad_sizes or not self.batch_sizes:
             raise RefbenchError(f"batch sizes must be positive integers, got {bad_sizes or 'none'}")
+        names = self.workload_names()
         for name, variant in self.variants.items():
+            if name not in names:
+                raise RefbenchError(f"--variant {name}:...: {name} is not among the workloads measured "
+                                    f"({', '.join(names)}); add it to --workloads or drop the --variant")
             get_workload(name).resolve_variant(**variant)
 
     def cells(self) -> list[Cell]:

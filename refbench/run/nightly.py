@@ -9,21 +9,29 @@ in the same run; the night's value of a cell is its last record, so a flag
 stays only when the rerun agrees. Then the night is stored
 (``DIR/<env_key>/<date>-<commit>.jsonl``), judged again from the history, and
 ``DIR/index.html`` rewritten.
+
+A night that was interrupted (its run killed, even with SIGKILL) left its
+scratch file behind: the next night stores those records as a night of the
+date they were measured, once (none stored twice, should the kill have come
+between storing and removing the scratch), or removes a scratch that holds
+none, and says which in its notes.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import os
 from pathlib import Path
 from typing import Callable, Sequence
 
 from refbench.errors import RefbenchError
+from refbench.lifeline import alive
 from refbench.records import analysis, benchmark_json
 from refbench.records.schema import MATRIX_MODES
 from refbench.records.store import read_results
 from refbench.regress import history
 from refbench.regress.nightly import NightlyResult, judge_history, judge_machine, write_index
 from refbench.run.matrix import Matrix
-from refbench.run.runner import run_matrix
+from refbench.run.runner import append_leftovers, run_matrix
 
 
 def run_nightly(directory: str | os.PathLike, *, matrix=None, benchmark_files: Sequence[str] = (),
@@ -31,6 +39,7 @@ def run_nightly(directory: str | os.PathLike, *, matrix=None, benchmark_files: S
                 on_record: Callable[[dict], None] = lambda r: None, **options) -> NightlyResult:
     """Measure, store and judge a night (module docstring)."""
     directory = history.check_dir(directory)
+    interrupted = _store_interrupted_nights(directory)
     earlier, notes = history.nights(directory)     # a history that cannot be read fails before anything runs
     for path in benchmark_files:
         if not os.path.isfile(path) or not benchmark_json.is_benchmark_json(path):
@@ -42,7 +51,9 @@ def run_nightly(directory: str | os.PathLike, *, matrix=None, benchmark_files: S
     if matrix is not None:
         records += run_matrix(matrix, scratch, isolation=isolation, time_budget_s=time_budget_s, on_record=on_record)
     for path in benchmark_files:
-        records += benchmark_json.records(path)[0]
+        got, _, left_out = benchmark_json.records(path)
+        records += got
+        interrupted += left_out
     reruns = _flagged_matrix_cells(earlier, records, options)
     for cell in reruns:
         records += _rerun(cell, matrix, scratch, isolation, on_record)
@@ -53,7 +64,43 @@ def run_nightly(directory: str | os.PathLike, *, matrix=None, benchmark_files: S
     tonight = sorted({p.parent.name for p in stored})
     machines, notes = judge_history(directory, env_keys=tonight, **options)
     return NightlyResult(stored, write_index(directory, *judge_history(directory, **options)), machines,
-                         len(reruns), notes)
+                         len(reruns), [*interrupted, *notes])
+
+
+def _store_interrupted_nights(directory: Path) -> list[str]:
+    """Store the records of nights whose runs are gone (module docstring); one note for each."""
+    notes = []
+    for path in history.remove_stale_partials(directory):
+        notes.append(f"removed {path}, a night an interrupted run was writing (its records are in its scratch)")
+    for scratch in sorted(directory.glob(".night-*.jsonl")):
+        pid = scratch.name.removeprefix(".night-").removesuffix(".jsonl")
+        if not pid.isdigit() or int(pid) == os.getpid() or alive(int(pid)):
+            continue
+        append_leftovers(scratch)
+        records = read_results(scratch)
+        if not records:
+            notes.append(f"removed {scratch}, left by an interrupted night that had measured nothing")
+        elif history.holds_run(directory, records[0]["run_id"]):
+            notes.append(f"removed {scratch}: a stored night holds its {_records(len(records))} already (its run "
+                         f"was killed after storing them)")
+        else:
+            stored = history.store(directory, records, date=_date(records))
+            notes.append(f"{_records(len(records))} of an interrupted night ({scratch}) stored as "
+                         f"{', '.join(map(str, stored))}")
+        scratch.unlink()
+    return notes
+
+
+def _records(n: int) -> str:
+    return f"{n} record{'' if n == 1 else 's'}"
+
+
+def _date(records: list[dict]) -> str | None:
+    """The UTC date the records were measured on (None: unknown, today's is used)."""
+    try:
+        return _dt.datetime.fromisoformat(records[0]["time"]).astimezone(_dt.timezone.utc).strftime("%Y-%m-%d")
+    except (TypeError, ValueError):
+        return None
 
 
 def _flagged_matrix_cells(earlier: list[history.Night], records: list[dict], options: dict) -> list[dict]:

@@ -3,7 +3,9 @@
 Each cell runs in a child process with a timeout (refbench.run.worker); what the
 child cannot report itself becomes a record too: a hang is ``timeout``, a
 crash ``error`` (``oom`` when the dying words say out of memory), each with
-the tail of the child's output, and the matrix goes on. Records are
+the tail of the child's output, and the matrix goes on; a child killed by
+SIGKILL is ``oom`` only when the kernel's out-of-memory killer killed
+meanwhile, else an ``error`` that ``--resume`` measures again. Records are
 appended and flushed as each cell ends; ``resume`` skips cells already in
 the output file, ``shard=(i, n)`` keeps every n-th cell starting at the
 i-th (1-based), so n machines split a matrix without talking to each other.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import multiprocessing.util
 import os
 import shutil
 import signal
@@ -33,10 +36,11 @@ from typing import Callable, Collection, Iterable
 from refbench.harness.machine import collect_env
 from refbench.run.matrix import Cell, Matrix, cheapest_first
 from refbench.records.schema import MATRIX_MODES, STATUSES, cell_key, new_run_id
-from refbench.records.store import ResultWriter, read_results
+from refbench.records.store import ResultWriter, dumps_record, read_results
 from refbench.run.settings import Settings
 from refbench.run.throughput import Outcome
 from refbench.errors import EXIT_GATE, EXIT_INCOMPLETE, EXIT_OK, RefbenchError
+from refbench.lifeline import alive, remove_on_death
 
 ISOLATIONS = ("forkserver", "subprocess", "inline")
 # Cells a resumed run measures again: those that never got to finish.
@@ -90,6 +94,8 @@ def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False, 
     bad_retry = sorted(set(retry) - set(STATUSES))
     if bad_retry:
         raise RefbenchError(f"--retry {', '.join(bad_retry)}: not a status; statuses: {', '.join(STATUSES)}")
+    if retry and not resume:
+        raise RefbenchError("--retry picks which finished cells --resume measures again: add --resume, or drop --retry")
     cells = matrix.cells()
     settings = matrix.settings
     from refbench.harness.step import set_threads
@@ -99,7 +105,7 @@ def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False, 
     records = []
     with ResultWriter(out) as writer:
         launcher = _Launcher(isolation, settings.timeout_s, _scratch(out))
-        for record in launcher.leftovers():
+        for record in launcher.leftovers(out):
             writer.append(record)
             records.append(record)
             on_record(record)
@@ -167,6 +173,16 @@ def run_cell(cell: Cell, settings: Settings | None = None, *, isolation: str = "
         return _Launcher(isolation, settings.timeout_s, Path(scratch)).run(cell, settings, run_id=run_id, env=env)
 
 
+def append_leftovers(out: str | os.PathLike) -> list[dict]:
+    """Append to ``out`` the records that cells of killed runs writing it finished but never appended; return them."""
+    records = _Launcher("inline", 0.0, _scratch(out)).leftovers(Path(out))
+    if records:
+        with ResultWriter(out) as writer:
+            for record in records:
+                writer.append(record)
+    return records
+
+
 def _scratch(out: str | os.PathLike) -> Path:
     """Where the cells of a run writing ``out`` keep their record and log until the record is appended."""
     out = Path(out)
@@ -192,11 +208,12 @@ class _Launcher:
             os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
             self.context = multiprocessing.get_context("forkserver")
             self.context.set_forkserver_preload(["refbench.run.worker"])
+            remove_on_death(multiprocessing.util.get_temp_dir())   # the fork server's socket, should this die
 
-    def leftovers(self) -> list[dict]:
-        """Records that cells of runs no longer alive finished but did not append; their folders are removed."""
-        from refbench.run.worker import alive
-
+    def leftovers(self, out: Path) -> list[dict]:
+        """Records that cells of runs no longer alive finished but did not append to ``out``; their folders are
+        removed. A record already in ``out`` (the run was killed after appending it, before removing its
+        folder) is not appended again."""
         records = []
         for folder in sorted(self.scratch.glob("cell-*")) if self.scratch.is_dir() else []:
             try:
@@ -211,6 +228,10 @@ class _Launcher:
                     records.append(json.loads(record.read_text(encoding="utf-8")))
             shutil.rmtree(folder, ignore_errors=True)
         self._remove_scratch_if_empty()
+        if records and Path(out).exists():
+            with open(out, encoding="utf-8", errors="replace") as f:
+                appended = {line.rstrip("\n") for line in f}
+            records = [r for r in records if dumps_record(r) not in appended]
         return records
 
     def run(self, cell: Cell, settings: Settings, *, run_id: str, env: dict) -> dict:
@@ -228,11 +249,15 @@ class _Launcher:
         payload = {"cell": cell.to_dict(), "settings": settings.to_dict(), "runner_pid": os.getpid(),
                    "run_id": run_id, "env": env}
         record, log = folder / "record.json", folder / "log.txt"
+        oom_kills = _oom_kills()
         exitcode, timed_out = self._start(payload, str(record), str(log), folder)
         if record.exists():
             with contextlib.suppress(ValueError, OSError):
                 return json.loads(record.read_text(encoding="utf-8"))
-        outcome = self._failure(exitcode, timed_out, log.read_text(errors="replace") if log.exists() else "")
+        oom_kills_after = _oom_kills()
+        oom_killed = None if oom_kills is None or oom_kills_after is None else oom_kills_after > oom_kills
+        output = log.read_text(errors="replace") if log.exists() else ""
+        outcome = self._failure(exitcode, timed_out, output, oom_killed)
         return cell.record(outcome, run_id=run_id, env=env)
 
     def done(self, record: dict) -> None:
@@ -279,7 +304,9 @@ class _Launcher:
                     child.kill()
                     child.wait()
 
-    def _failure(self, exitcode: int | None, timed_out: bool, log: str) -> Outcome:
+    def _failure(self, exitcode: int | None, timed_out: bool, log: str, oom_killed: bool | None) -> Outcome:
+        """The outcome of a child that left no record. ``oom_killed``: whether the kernel's out-of-memory killer
+        killed a process while it ran (None where the kernel does not say)."""
         from refbench.run.worker import error_tail
 
         tail = error_tail(log)
@@ -290,10 +317,28 @@ class _Launcher:
                else f"exit status {exitcode}")
         if "out of memory" in log.lower():
             return Outcome("oom", f"the worker died ({how}) out of memory{said}")
+        if exitcode == -signal.SIGKILL and oom_killed:
+            return Outcome("oom", f"the worker was killed by SIGKILL while the kernel's out-of-memory killer killed "
+                                  f"a process (/proc/vmstat oom_kill){said}")
         if exitcode == -signal.SIGKILL:
-            return Outcome("oom", f"the worker was killed by SIGKILL without a result, which on Linux is most "
-                                  f"often the kernel's out-of-memory killer{said}")
+            source = ("from outside refbench (the kernel's out-of-memory killer killed nothing meanwhile)"
+                      if oom_killed is False else "by the kernel's out-of-memory killer or from outside refbench "
+                                                  "(this machine does not say which)")
+            return Outcome("error", f"the worker was killed by SIGKILL {source}, without a result; `--resume` "
+                                    f"measures it again{said}")
         return Outcome("error", f"the worker died ({how}) without a result{said}")
+
+
+def _oom_kills() -> int | None:
+    """How many processes the kernel's out-of-memory killer has killed since boot; None where it does not say."""
+    try:
+        with open("/proc/vmstat", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _kill_group(pid: int) -> None:

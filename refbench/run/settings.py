@@ -12,8 +12,11 @@ import argparse
 import dataclasses
 import importlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from refbench.errors import RefbenchError
 
 MIN_WARMUP_S = 1.0   # a fresh process's first second of steps runs slower than its level (refbench validate)
 
@@ -31,7 +34,7 @@ def non_negative_float(text: str) -> float:
 
 
 def positive_float(text: str) -> float:
-    return _number(text, float, lambda v: v > 0, "a positive number")
+    return _number(text, float, lambda v: 0 < v < math.inf, "a positive number")
 
 
 def _number(text, kind, ok, what):
@@ -84,16 +87,18 @@ class Settings:
                 try:
                     parse(str(value))
                 except argparse.ArgumentTypeError as exc:
-                    from refbench.errors import RefbenchError
-
                     raise RefbenchError(f"{_flag(f)}: {exc}") from None
         for module in self.imports:
+            if not module.strip():
+                raise RefbenchError("--import needs a module name, e.g. --import mypackage.workloads")
             try:
                 importlib.import_module(module)
             except ImportError as exc:
-                from refbench.errors import RefbenchError
-
                 raise RefbenchError(f"cannot import {module!r}: {exc}") from None
+            except Exception as exc:   # the module itself is broken: a syntax error, or it raised
+                raise RefbenchError(f"--import {module}: importing it raised {type(exc).__name__}: "
+                                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}; "
+                                    f"fix the module") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "imports": list(self.imports)}

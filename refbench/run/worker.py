@@ -26,9 +26,6 @@ import sys
 import tempfile
 import time
 import traceback
-import signal
-import threading
-from pathlib import Path
 
 import torch
 
@@ -37,6 +34,7 @@ from refbench.records.store import dumps_record
 from refbench.run.settings import Settings
 from refbench.run.throughput import Outcome, measure_cell
 from refbench.errors import RefbenchError
+from refbench.lifeline import die_with
 
 ERROR_TAIL_CHARS = 2000
 WATCHDOG_GRACE_S = 10.0     # past the cell's timeout, the child's own watchdog kills it
@@ -93,28 +91,6 @@ def _environ(**values: str):
                 os.environ[key] = value
 
 
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _watchdog(runner_pid: int, deadline_s: float) -> None:
-    """Kill this process group when the runner is gone or the deadline has passed."""
-    started = time.monotonic()
-    while alive(runner_pid) and time.monotonic() - started < deadline_s:
-        time.sleep(0.25)
-    os.killpg(0, signal.SIGKILL)
-
-
 def run_child(payload: dict, record_path: str, log_path: str | None = None,
               launched_at: float | None = None) -> None:
     """Entry point in the child: own process group and watchdog (module docstring), output to ``log_path``.
@@ -129,8 +105,7 @@ def run_child(payload: dict, record_path: str, log_path: str | None = None,
     if os.getpgid(0) != os.getpid():  # started by `python -m refbench.run.worker` it leads its group already
         os.setsid()
     cell, settings = Cell.from_dict(payload["cell"]), Settings.from_dict(payload["settings"])
-    threading.Thread(target=_watchdog, args=(payload["runner_pid"], settings.timeout_s + WATCHDOG_GRACE_S),
-                     daemon=True).start()
+    die_with(payload["runner_pid"], deadline_s=settings.timeout_s + WATCHDOG_GRACE_S)
     if log_path:
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)

@@ -67,3 +67,80 @@ def test_list_fits_an_80_column_terminal(capsys, monkeypatch):
     assert lines[0].split() == ["name", "data", "set", "doc", "full", "target", "options"]
     assert len(lines) > 15 and max(map(len, lines)) <= 80
     assert any(line.startswith("vgg16_cifar") and "001 §4.1" in line for line in lines)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--workloads", "mlp", "--retry", "oom"], "--retry picks which finished cells --resume measures again"),
+    (["run", "--workloads", "mlp", "--variant", "lenet5:activation=tanh"],
+     "--variant lenet5:...: lenet5 is not among the workloads measured (mlp); add it to --workloads"),
+    (["run", "--workloads", "lenet5", "--variant", "lenet5:activation=tanh", "--variant", "lenet5:activation=relu"],
+     "--variant lenet5:activation is given twice ('tanh' and 'relu')"),
+    (["run", "--workloads", "mlp", "--batch-sizes", "16,16"], "argument --batch-sizes: 16 given twice in '16,16'"),
+    (["run", "--workloads", "mlp", "--backends", "cpu,cpu"], "argument --backends: cpu given twice"),
+    (["run", "--workloads", "mlp", "--timeout", "inf"], "argument --timeout: expected a positive number, got 'inf'"),
+    (["run", "--workloads", "mlp", "--import", ""], "--import needs a module name"),
+    (["run", "--workloads", "mlp", "--out", ""], "argument --out: expected a path, got an empty string"),
+    (["run", "--workloads", "mlp", "--report", "/proc/rep"], "choose a writable directory with --report"),
+    (["kernels", "conv2d", "--dtypes", "fp16"], "--dtypes picks the softmax sweep's dtypes"),
+    (["kernels", "--static", "sm_90", "--quick"], "--static compiles every kept configuration for sm_90; --quick do"),
+    (["kernels", "softmax", "--jobs", "2"], "--jobs is the number of parallel compiles of --static"),
+    (["kernels", "softmax", "--quick", "--shapes", "full"], "--quick means --shapes quick"),
+    (["data", "--data-dir", ""], "argument --data-dir: expected a path, got an empty string"),
+    (["report", "r.jsonl", "-o", ""], "argument -o/--out: expected a path, got an empty string"),
+    (["compare", "a.jsonl", "b.jsonl", "--threshold", "1e9%"], "--threshold must be above 0% and below 1000%"),
+    (["compare", "a.jsonl", "b.jsonl", "--threshold", "-5%"], "must be above 0% and below 1000%, got '-5%'"),
+    (["compare", "a.jsonl", "b.jsonl", "--fail-on", "memory,memory"], "argument --fail-on: memory given twice"),
+    (["nightly", "--history", "h", "--no-run", "--workloads", "mlp"], "--no-run measures nothing, but --workloads"),
+    (["nightly", "--history", ""], "argument --history: expected a path, got an empty string"),
+    (["converge", "--workloads", "mlp", "--backends", "cpu,cpu"], "argument --backends: cpu given twice"),
+    (["ddp", "--workloads", "mlp", "--nproc", "1", "--variant", "lenet5:activation=tanh"],
+     "lenet5 is not among the workloads measured (mlp)"),
+])
+def test_nonsense_is_refused_in_one_line_that_says_what_to_do(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("refbench: error: ") and message in err and "\n" not in err
+
+
+def test_a_data_dir_that_is_a_file_is_named_as_such(tmp_path, capsys):
+    named = tmp_path / "data.tar"
+    named.write_text("")
+    assert main(["data", "--data-dir", str(named)]) == 2
+    assert f"data directory {named} (given by --data-dir) is a file, not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["def broken(:\n", "raise RuntimeError('no GPU here')\n"], ids=["syntax", "raises"])
+def test_a_plugin_that_fails_to_import_is_one_line(tmp_path, monkeypatch, capsys, source):
+    (tmp_path / "my_plugin.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["run", "--workloads", "mlp", "--import", "my_plugin"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("refbench: error: --import my_plugin: importing it raised ") and "\n" not in err
+    assert err.endswith("fix the module")
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("argv, target, says", [
+    (["run", "--workloads", "mlp", "--out", "{tmp}/r.jsonl"], "refbench.run.runner.run_matrix",
+     "the records written so far are kept; `refbench run --workloads mlp --out {tmp}/r.jsonl --resume` goes on "
+     "from there"),
+    (["converge", "--workloads", "mlp", "--out", "{tmp}/c.jsonl", "--resume"], "refbench.run.converge.run_convergence",
+     "the records written so far are kept; `refbench converge --workloads mlp --out {tmp}/c.jsonl --resume` goes on "
+     "from there"),
+    (["ddp", "--workloads", "mlp", "--nproc", "1", "--out", "{tmp}/d.jsonl"], "refbench.run.ddp.run_ddp",
+     "the records written so far are kept; `refbench ddp --workloads mlp --nproc 1 --out {tmp}/d.jsonl` starts it "
+     "again"),
+    (["nightly", "--history", "{tmp}/h", "--workloads", "mlp"], "refbench.run.nightly.run_nightly",
+     "what this night measured is kept; the next `refbench nightly --history {tmp}/h` stores it as an interrupted "
+     "night"),
+    (["bisect", "--good", "a", "--bad", "b", "--cell", "mlp | cpu | train | bs=16"], "refbench.regress.bisect.bisect",
+     "the repository is as it was; `refbench bisect --good a --bad b --cell 'mlp | cpu | train | bs=16'` starts it "
+     "again"),
+])
+def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys, argv, target, says):
+    monkeypatch.setattr(target, _interrupt)
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 130
+    assert capsys.readouterr().err.strip() == f"refbench: interrupted; {says.format(tmp=tmp_path)}"

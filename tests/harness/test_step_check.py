@@ -9,7 +9,6 @@ wrong answer; the verdict must not.
 """
 import pytest
 import torch
-from torch import nn
 
 import tests.fixtures.faulty_workloads  # noqa: F401  registers test_batchnorm
 from refbench.harness.correctness import ALLOWANCE_MULTIPLE, CHECK_SEED, TOLERANCES, check_step, dropout_off

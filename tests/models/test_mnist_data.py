@@ -5,7 +5,10 @@ directory is pointed at a test folder, and downloads are off.
 """
 import dataclasses
 import gzip
+import hashlib
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,8 +31,10 @@ def place(tmp_path, monkeypatch):
     monkeypatch.setenv("REFBENCH_OFFLINE", "1")
     monkeypatch.delenv("REFBENCH_DATA", raising=False)
     fashion = _images.IMAGE_SETS["fashion-mnist"]
+    # The tiny sets written here are not the published ones: no published sums to check them against.
     monkeypatch.setitem(_images.IMAGE_SETS, "fashion-mnist",
-                        dataclasses.replace(fashion, system_dir=str(tmp_path / "system")))
+                        dataclasses.replace(fashion, system_dir=str(tmp_path / "system"), md5=None))
+    monkeypatch.setitem(_images.IMAGE_SETS, "mnist", dataclasses.replace(_images.IMAGE_SETS["mnist"], md5=None))
     return tmp_path
 
 
@@ -248,3 +253,64 @@ def test_refbench_data_with_a_missing_data_dir_is_one_error_line(place, capsys):
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
     assert captured.err.startswith("refbench: error: data directory ")
+
+
+# ----- the published checksums -----
+
+def _flip_a_pixel(blob: bytes) -> bytes:
+    """One byte changed in the middle of the images: header, size, shape and labels all stay valid."""
+    middle = len(blob) // 2
+    return blob[:middle] + bytes([blob[middle] ^ 0x40]) + blob[middle + 1:]
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["uncompressed", "gzipped"])
+def test_a_flipped_byte_fails_the_published_md5(place, monkeypatch, gz):
+    """The sums are the contents' (as published for each idx file): gzipped or not, one check."""
+    root = place / "data"
+    folder = write_set(root / "MNIST" / "raw", gz=gz)
+    suffix = ".gz" if gz else ""
+    sums = {name: hashlib.md5(_content(folder / f"{name}{suffix}")).hexdigest() for pair in FILES.values()
+            for name in pair}
+    monkeypatch.setitem(_images.IMAGE_SETS, "mnist", dataclasses.replace(_images.IMAGE_SETS["mnist"], md5=sums))
+    assert len(data.load("mnist", "train", data_dir=root)) == 20          # the sums hold for the files as written
+    path = folder / f"{FILES['train'][0]}{suffix}"
+    flipped = _flip_a_pixel(_content(path))
+    path.write_bytes(gzip.compress(flipped) if gz else flipped)
+    with pytest.raises(BadDataFile) as info:
+        data.load("mnist", "train", data_dir=root)
+    content = "its content (decompressed)" if gz else "its content"
+    assert one_line(info).startswith(f"{path}: the MD5 of {content} is not the published {sums[FILES['train'][0]]}: "
+                                     f"the file was altered or damaged; replace it with a good copy")
+
+
+def _content(path) -> bytes:
+    return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+
+
+SYSTEM_FASHION = _images.IMAGE_SETS["fashion-mnist"].system_dir
+
+
+def test_the_published_sums_are_those_of_the_real_fashion_mnist(tmp_path, monkeypatch, real_data):
+    """The system package's files pass as shipped (gzipped) and unpacked; one flipped byte in an unpacked copy,
+    which every other check passes, is named."""
+    def system_files():
+        if not all(os.path.isfile(f"{SYSTEM_FASHION}/{name}.gz") for pair in FILES.values() for name in pair):
+            raise DataMissing(f"the system package's Fashion-MNIST is not in {SYSTEM_FASHION}")
+
+    real_data(system_files)
+    monkeypatch.setenv("REFBENCH_OFFLINE", "1")
+    shipped = tmp_path / "shipped" / "fashion-mnist"
+    unpacked = tmp_path / "unpacked" / "fashion-mnist"
+    shipped.mkdir(parents=True)
+    unpacked.mkdir(parents=True)
+    for pair in FILES.values():
+        for name in pair:
+            gz = Path(f"{SYSTEM_FASHION}/{name}.gz").read_bytes()
+            (shipped / f"{name}.gz").write_bytes(gz)
+            (unpacked / name).write_bytes(gzip.decompress(gz))
+    assert len(data.load("fashion-mnist", "test", data_dir=shipped.parent, normalize=False)) == 10000
+    assert len(data.load("fashion-mnist", "test", data_dir=unpacked.parent, normalize=False)) == 10000
+    images = unpacked / FILES["train"][0]
+    images.write_bytes(_flip_a_pixel(images.read_bytes()))
+    with pytest.raises(BadDataFile, match="MD5 of its content is not the published f4a8712d7a061bf5bd6d2ca38dc4d50a"):
+        data.load("fashion-mnist", "train", data_dir=unpacked.parent)

@@ -1,11 +1,17 @@
 """refbench bisect on a tiny scratch repository whose cell is measured by an injected command."""
 import json
+import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from refbench.regress.bisect import parse_cell
 from refbench.cli import main
+from tests.fixtures.processes import marked, new_mark, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Writes a record of the cell "toy | cpu | train | bs=4" whose step times centre on the number in speed.txt.
 MEASURE = """\
@@ -101,6 +107,10 @@ def test_a_dirty_tree_is_refused(repo, capsys):
     (["--good", "v9.9", "--bad", "main"], "--good v9.9: no such revision"),
     (["--good", "HEAD~7", "--bad", "main", "--cell", "toy cpu"], "--cell 'toy cpu': give it as the tables print it"),
     (["--good", "HEAD~7", "--bad", "main", "--metric", "peak_mem_bytes"], "--metric peak_mem_bytes: bisect judges"),
+    (["--good", "HEAD~7", "--bad", "main", "--cell", "toy | cpu | train | bs=x"],
+     "--cell 'toy | cpu | train | bs=x': the batch size bs=x is not a positive integer"),
+    (["--good", "HEAD~7", "--bad", "main", "--cell", ""], "argument --cell: expected a value, got an empty string"),
+    (["--good", "HEAD~7", "--bad", "main", "--measure", ""], "argument --measure: expected a value"),
 ])
 def test_bad_input_is_one_line(repo, capsys, args, message):
     repo, _ = repo
@@ -122,3 +132,23 @@ def test_a_cell_key_as_the_tables_print_it():
     assert (key.workload, key.variant, key.backend, key.mode, key.batch_size) == (
         "lenet5", {"activation": "tanh"}, "cpu+int8", "infer", 16)
     assert json.dumps(parse_cell("mlp | cpu | train | bs=16").variant) == "{}"
+
+
+def test_bisect_killed_with_sigkill_leaves_no_clone_and_no_process(repo, tmp_path):
+    """Killed while it measures --good: the measurement and the scratch clone go with it."""
+    repo, _ = repo
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    started = tmp_path / "started"
+    name, value = new_mark()
+    bisect = subprocess.Popen(
+        [sys.executable, "-m", "refbench", "bisect", "--repo", str(repo), "--good", "HEAD~7", "--bad", "main",
+         "--cell", CELL, "--measure", f"touch {started}; sleep 300; python measure.py"],
+        cwd=ROOT, env={**os.environ, "TMPDIR": str(scratch_root), name: value}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    assert wait_until(started.exists, 120) and list(scratch_root.glob("refbench-bisect-*"))
+    bisect.kill()
+    bisect.wait()
+    assert wait_until(lambda: not marked(name, value), 60), "a measurement outlived bisect"
+    assert wait_until(lambda: not list(scratch_root.glob("refbench-bisect-*")), 60), "the scratch clone stayed"
+    assert git(repo, "status", "--porcelain") == "" and "bisect" not in git(repo, "branch", "--list")

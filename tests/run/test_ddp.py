@@ -22,6 +22,7 @@ from refbench.records.schema import FIELDS
 from refbench.records.store import read_results
 from refbench.models import get_workload
 from refbench.errors import RefbenchError
+from tests.fixtures.processes import marked, new_mark, wait_until
 
 FAULTS = "tests.fixtures.ddp_faults"
 QUICK = {"nproc": 2, "iters": 3, "warmup": 1, "check_steps": 2, "profile_steps": 2, "timeout_s": 120.0,
@@ -41,7 +42,7 @@ def _stat(pid: str) -> tuple[int, str] | None:
 
 
 def leftover_processes() -> list[int]:
-    """Live processes below this one, less the multiprocessing servers it keeps (fork server, resource tracker).
+    """Live processes below this one, less the servers it keeps (fork server, resource tracker, lifeline's watcher).
 
     Ranks are forked from the fork server, so any grandchild of this
     process, or any other child, is a process a launch left behind.
@@ -56,7 +57,8 @@ def leftover_processes() -> list[int]:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return False
-        return b"multiprocessing.forkserver" in command or b"multiprocessing.resource_tracker" in command
+        return (b"multiprocessing.forkserver" in command or b"multiprocessing.resource_tracker" in command
+                or b"REFBENCH_LIFELINE_" in command)     # refbench.lifeline's watcher, kept for the process's life
 
     children = [pid for pid, parent in parents.items() if parent == os.getpid()]
     grandchildren = [pid for pid, parent in parents.items() if parent in children]
@@ -264,6 +266,27 @@ def test_a_signal_stops_every_rank_and_the_run(sig, capsys, tmp_path):
     assert "interrupted" in capsys.readouterr().err
     assert signal.getsignal(sig) is handler   # the agent's handlers are gone again
     assert_nothing_left()
+
+
+@pytest.mark.slow
+@needs_two_cores
+def test_a_launcher_killed_with_sigkill_takes_its_ranks_along(tmp_path):
+    """Rank 1 hangs in its step and rank 0 waits for it in a collective when the launcher is killed: both ranks,
+    the fork server and the resource tracker are gone long before the ranks' own timeout."""
+    name, value = new_mark()
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "refbench", "ddp", "--workloads", "test_ddp_hang", "--nproc", "2", "--import", FAULTS,
+         "--iters", "2", "--warmup", "0", "--check-steps", "1", "--profile-steps", "0", "--timeout", "600",
+         "--out", str(tmp_path / "r.jsonl")],
+        cwd=Path(__file__).resolve().parents[2], env={**os.environ, "TMPDIR": str(tmp_path), name: value},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # the launcher, its cleanup watcher, the resource tracker, the fork server and two ranks
+    assert wait_until(lambda: len(marked(name, value)) >= 6, 300), "world size 2 never started"
+    time.sleep(2.0)
+    launcher.kill()
+    launcher.wait()
+    assert wait_until(lambda: not marked(name, value), 120), "processes outlived the launcher"
+    assert not list(tmp_path.glob("refbench-ddp-*")) and not list(tmp_path.glob("pymp-*"))
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from refbench.records import store as results
 from refbench.run.matrix import Matrix
 from refbench.records.schema import make_record
 from refbench.records.store import ResultWriter, read_results
-from refbench.run.runner import run_matrix
+from refbench.run.runner import _Launcher, finished_keys, run_matrix
 from refbench.run.settings import Settings
 from refbench.errors import RefbenchError
 
@@ -148,3 +148,87 @@ def test_cpu_out_of_memory_is_oom_and_resume_retries_it_only_when_asked(tmp_path
     assert again["status"] == "oom"
     with pytest.raises(RefbenchError, match="--retry oops: not a status"):
         run_matrix(matrix, out, resume=True, retry=["oops"])
+
+
+def test_a_record_appended_before_the_kill_is_not_appended_again(tmp_path):
+    """The run was killed after appending a cell's record and before removing its scratch folder."""
+    out = tmp_path / "r.jsonl"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    finished = _record()
+    with ResultWriter(out) as writer:
+        writer.append(finished)
+    folder = tmp_path / ".r.jsonl.cells" / f"cell-{dead.pid}-1"
+    folder.mkdir(parents=True)
+    (folder / "record.json").write_text(results.dumps_record(finished))
+    matrix = Matrix(workloads=["test_tiny"], backends=["cpu"], modes=["infer"], batch_sizes=[2],
+                    settings=Settings(iters=2, max_warmup=2, imports=FAULTY))
+    assert run_matrix(matrix, out, resume=True, isolation="inline") == []
+    assert read_results(out) == [finished] and not (tmp_path / ".r.jsonl.cells").exists()
+
+
+_KILLED_AFTER_APPEND = """
+import os, signal, sys
+from refbench.run import runner
+from refbench.run.matrix import Matrix
+from refbench.run.settings import Settings
+
+runner._Launcher.done = lambda self, record: os.kill(os.getpid(), signal.SIGKILL)   # the kill, right after the append
+matrix = Matrix(workloads=["test_tiny"], backends=["cpu"], modes=["infer"], batch_sizes=[2, 3],
+                settings=Settings(iters=2, max_warmup=2, imports=("tests.fixtures.faulty_workloads",)))
+runner.run_matrix(matrix, sys.argv[1], resume=True, isolation="subprocess")
+"""
+
+
+@pytest.mark.slow
+def test_a_kill_between_append_and_scratch_removal_doubles_nothing(tmp_path):
+    out = tmp_path / "r.jsonl"
+    for _ in range(2):   # each run is killed after appending its first cell's record
+        killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_APPEND, str(out)], cwd=ROOT, capture_output=True,
+                                text=True, timeout=300)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (tmp_path / ".r.jsonl.cells").exists()      # the last run's folder stays, its record appended already
+    matrix = Matrix(workloads=["test_tiny"], backends=["cpu"], modes=["infer"], batch_sizes=[2, 3],
+                    settings=Settings(iters=2, max_warmup=2, imports=FAULTY))
+    run_matrix(matrix, out, resume=True, isolation="inline")
+    assert sorted(r["batch_size"] for r in read_results(out)) == [2, 3]
+    assert not (tmp_path / ".r.jsonl.cells").exists()
+
+
+@pytest.mark.slow
+def test_a_cell_killed_from_outside_is_an_error_that_resume_measures_again(tmp_path):
+    pidfile, out = tmp_path / "cell.pid", tmp_path / "r.jsonl"
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "refbench", "run", "--workloads", "test_hang", "--modes", "infer", "--batch-sizes", "2",
+         "--import", FAULTY[0], "--timeout", "300", "--out", str(out)],
+        cwd=ROOT, env={**os.environ, "REFBENCH_TEST_PIDFILE": str(pidfile)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline and runner.poll() is None, runner.stderr.read()
+        time.sleep(0.2)
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    assert runner.wait(120) == 1
+    (record,) = read_results(out)
+    assert record["status"] == "error" and "killed by SIGKILL" in record["error"]
+    assert "`--resume` measures it again" in record["error"]
+    if Path("/proc/vmstat").exists():
+        assert "from outside refbench (the kernel's out-of-memory killer killed nothing meanwhile)" in record["error"]
+    assert finished_keys(out) == set()      # --resume measures it again
+
+
+@pytest.mark.parametrize("oom_killed, status, said", [
+    (True, "oom", "while the kernel's out-of-memory killer killed a process"),
+    (False, "error", "from outside refbench"),
+    (None, "error", "by the kernel's out-of-memory killer or from outside refbench (this machine does not say which)"),
+])
+def test_sigkill_is_oom_only_when_the_kernel_killed_for_memory(tmp_path, oom_killed, status, said):
+    outcome = _Launcher("inline", 60.0, tmp_path)._failure(-signal.SIGKILL, False, "", oom_killed)
+    assert outcome.status == status and said in outcome.error
+
+
+def test_retry_without_resume_is_refused(tmp_path):
+    matrix = Matrix(workloads=["test_tiny"], backends=["cpu"], modes=["infer"], batch_sizes=[2],
+                    settings=Settings(imports=FAULTY))
+    with pytest.raises(RefbenchError, match="--retry picks which finished cells --resume measures again: add --resume"):
+        run_matrix(matrix, tmp_path / "r.jsonl", retry=["oom"], isolation="inline")

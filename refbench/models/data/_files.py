@@ -52,6 +52,8 @@ def read_bytes(path: Path, remedy: str) -> bytes:
 def explicit_directory(data_dir: str | os.PathLike | None) -> tuple[Path, str] | None:
     """(the data directory the user named, how they named it): ``data_dir`` (``--data-dir``), else
     ``$REFBENCH_DATA``; None when neither is set. A named directory that does not exist is an error."""
+    if data_dir is not None and not str(data_dir).strip():
+        raise RefbenchError("--data-dir is empty; point it at the directory that holds the data sets")
     if data_dir:
         root, named = Path(data_dir), "--data-dir"
     elif os.environ.get("REFBENCH_DATA"):
@@ -59,6 +61,7 @@ def explicit_directory(data_dir: str | os.PathLike | None) -> tuple[Path, str] |
     else:
         return None
     if not root.is_dir():
-        raise RefbenchError(f"data directory {root} (given by {named}) does not exist; "
+        state = "is a file, not a directory" if root.exists() else "does not exist"
+        raise RefbenchError(f"data directory {root} (given by {named}) {state}; "
                             f"point {named} at the directory that holds the data sets")
     return root, named

@@ -17,8 +17,9 @@ Lookup for each set, first hit wins:
 A set with a stand-in (MNIST: Fashion-MNIST, the same shapes) is replaced by
 it when missing, and the ``Found`` returned says which set it holds; a set
 that is present but bad is an error, never replaced. Idx files are read by
-``_idx`` (magic number, size, shapes, labels); CIFAR-10 by torchvision after
-its MD5 check, with the failing file named.
+``_idx`` (magic number, size, shapes, labels, and the published MD5 of
+their content, gzipped or not); CIFAR-10 by torchvision after torchvision's
+MD5 check of each file it reads, with the failing file named.
 """
 from __future__ import annotations
 
@@ -36,6 +37,16 @@ from refbench.models.data._files import SPLITS, BadDataFile, DataMissing, explic
 IDX_SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 _IDX_FILES = tuple(name for pair in IDX_SPLITS.values() for name in pair)
+# The MD5 of each idx file's content (the file itself, or what its .gz holds): the sums published with the data
+# sets. A gzipped copy is checked by its content, since a repackaged .gz (Debian's) has sums of its own.
+MNIST_MD5 = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+             "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+             "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+             "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"}
+FASHION_MNIST_MD5 = {"train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                     "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+                     "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+                     "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965"}
 _NETWORK = "torchvision's download where there is a network"
 
 
@@ -52,6 +63,7 @@ class ImageSet:
     system_package: str | None = None   # a package that ships the gzipped idx files ...
     system_dir: str | None = None       # ... here
     stand_in: str | None = None         # the set used in its place when it is missing
+    md5: dict[str, str] | None = None   # raw file name -> the published MD5 of its (decompressed) content
 
     def torchvision_class(self) -> Callable:
         """torchvision's class of this data set (torchvision is imported only when a data set needs it)."""
@@ -71,11 +83,12 @@ IMAGE_SETS = {
     "fashion-mnist": ImageSet(
         "fashion-mnist", "FashionMNIST", "idx", _IDX_FILES, "FashionMNIST/raw",
         f"`apt-get install dataset-fashion-mnist`, or {_NETWORK}", (0.2860,), (0.3530,),
-        system_package="dataset-fashion-mnist", system_dir="/usr/share/datasets/fashion-mnist"),
+        system_package="dataset-fashion-mnist", system_dir="/usr/share/datasets/fashion-mnist",
+        md5=FASHION_MNIST_MD5),
     "mnist": ImageSet(
         "mnist", "MNIST", "idx", _IDX_FILES, "MNIST/raw",
         f"{_NETWORK} (run once), or a copy in --data-dir", (0.1307,), (0.3081,),
-        stand_in="fashion-mnist"),
+        stand_in="fashion-mnist", md5=MNIST_MD5),
     "cifar10": ImageSet(
         "cifar10", "CIFAR10", "cifar-pickle",
         ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
@@ -99,7 +112,9 @@ class Found:
         """(uint8 images N x C x H x W, int64 labels) of ``split``, every file checked."""
         if self.spec.format == "idx":
             images, labels = IDX_SPLITS[split]
-            return _idx.read_split(self.files[images], self.files[labels], self.remedy)
+            sums = self.spec.md5 or {}
+            return _idx.read_split(self.files[images], self.files[labels], self.remedy,
+                                   (sums.get(images), sums.get(labels)))
         return _read_cifar(self, split)
 
 
@@ -108,14 +123,15 @@ def _read_cifar(found: Found, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
     cls = found.spec.torchvision_class()
     folder = found.files["batches.meta"].parent
+    sums = dict([*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])])
+    used = [name for name, _ in (cls.train_list if split == "train" else cls.test_list)] + [cls.meta["filename"]]
+    for name in used:   # every file checked before use: a flipped byte can still unpickle
+        if not check_integrity(found.files[name], sums[name]):
+            raise BadDataFile(found.files[name], f"its MD5 is not torchvision's {sums[name]} (truncated or altered)",
+                              found.remedy(found.files[name]))
     try:
         ds = cls(root=str(folder.parent), train=(split == "train"), download=False)
     except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
-        sums = dict([*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])])
-        for name, path in found.files.items():
-            if not check_integrity(path, sums[name]):
-                raise BadDataFile(path, f"its MD5 is not torchvision's {sums[name]} (truncated or altered)",
-                                  found.remedy(path)) from None
         raise BadDataFile(folder, f"torchvision cannot read it ({exc})", found.remedy(folder)) from None
     images = torch.as_tensor(ds.data).permute(0, 3, 1, 2).contiguous()
     return images, torch.as_tensor(ds.targets, dtype=torch.long)
