@@ -28,7 +28,9 @@ def workload_rows(pattern: str | None = None) -> list[dict]:
             "parameters": parameters,
             "variants": ", ".join(f"{k}={'/'.join(map(str, v))}" for k, v in workload.variants.items()),
             "recipes": list(workload.recipes),
-            "targets": {k: f"{t.metric} {'>=' if t.higher_is_better else '<='} {t.threshold}"
+            "targets": {k: {"goal": f"{t.metric} {'>=' if t.higher_is_better else '<='} {t.threshold}",
+                            "dataset": t.dataset or workload.dataset, "recipe": t.recipe,
+                            "stop_at_target": t.stop_at_target, "source": t.source}
                         for k, t in workload.targets.items()},
             "source": workload.source,
         })
