@@ -42,8 +42,8 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = [{"name": row["name"], "data set": row["dataset"], "doc": _document(row["source"]),
-              "full target": row["targets"].get("full", "-"),
+    table = [{"name": row["name"], "data set": _data_set(row), "doc": _document(row["source"]),
+              "full target": row["targets"].get("full", {}).get("goal", "-"),
               "options": ", ".join(option.split("=")[0] for option in row["variants"].split(", ") if option)}
              for row in rows]
     print_table(table, ["name", "data set", "doc", "full target", "options"], args)
@@ -71,11 +71,19 @@ def workload_rows(pattern: str | None = None, *, parameters: bool = True) -> lis
             **({"parameters": workload.parameter_count()} if parameters else {}),
             "variants": ", ".join(f"{k}={'/'.join(map(str, v))}" for k, v in workload.variants.items()),
             "recipes": list(workload.recipes),
-            "targets": {k: f"{t.metric} {'>=' if t.higher_is_better else '<='} {t.threshold}"
+            "targets": {k: {"goal": f"{t.metric} {'>=' if t.higher_is_better else '<='} {t.threshold}",
+                            "dataset": t.dataset or workload.dataset, "recipe": t.recipe,
+                            "stop_at_target": t.stop_at_target, "source": t.source}
                         for k, t in workload.targets.items()},
             "source": workload.source,
         })
     return rows
+
+
+def _data_set(row: dict) -> str:
+    """The workload's data set, and the one its full target trains on where that stands in for it."""
+    trained = row["targets"].get("full", {}).get("dataset")
+    return row["dataset"] if trained in (None, row["dataset"]) else f"{trained} (for {row['dataset']})"
 
 
 def _document(source: str) -> str:

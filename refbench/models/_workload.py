@@ -56,6 +56,13 @@ class Target:
     crawls (set generously: about 3x the wall time measured at one thread on
     a 2-core machine busy with other work, 10x or more an idle one's; None:
     no cap).
+
+    ``source`` says where the threshold comes from (a paper, a measured
+    baseline, a run of refbench's); a target is a promise, and a reader must
+    be able to check it. ``stop_at_target`` ends training at the first
+    evaluation that meets the threshold, so that a run's cost is its time to
+    the target (the full targets); without it every seed and backend trains
+    the whole budget, so their final metrics compare (the quick targets).
     """
 
     metric: str
@@ -69,6 +76,8 @@ class Target:
     variant: dict[str, Any] = field(default_factory=dict)
     higher_is_better: bool = True
     eval_every_steps: int | None = None   # also evaluate every N steps, not only per epoch
+    source: str = ""                 # where the threshold comes from
+    stop_at_target: bool = False     # end training once the threshold is met
 
     def __post_init__(self):
         for name in ("max_epochs", "max_steps", "eval_every_steps"):

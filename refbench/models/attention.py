@@ -16,12 +16,12 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from refbench.models._notes import Notes
+from refbench.models._notes import CPU_CHECK, Notes
 from refbench.models._registry import register_model
 from refbench.models._workload import Recipe, Target
 from refbench.models.data import seq2seq
 from refbench.models.data._sequences import PAD
-from refbench.models.transformer import Seq2SeqWorkload
+from refbench.models.transformer import SEQ2SEQ_FULL, Seq2SeqWorkload
 
 SCORES = ("additive", "dot", "general")
 
@@ -144,8 +144,10 @@ class AttentionWorkload(Seq2SeqWorkload):
         "fast": Recipe(optimizer="adam", lr=3e-3, batch_size=128, epochs=10, source="refbench's"),
     }
     targets = {
-        "quick": Target("sequence_accuracy", 0.95, recipe="fast", max_epochs=3, max_steps=800, wall_cap_s=200, eval_every_steps=100),
-        "full": Target("sequence_accuracy", 0.99, recipe="fast", max_epochs=20),
+        "quick": Target("sequence_accuracy", 0.95, recipe="fast", max_epochs=3, max_steps=800, wall_cap_s=200,
+                        eval_every_steps=100, source=CPU_CHECK),
+        "full": Target("sequence_accuracy", 0.99, recipe="fast", max_epochs=20, stop_at_target=True,
+                       source=SEQ2SEQ_FULL),
     }
 
     def build(self) -> nn.Module:

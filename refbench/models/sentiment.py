@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from refbench.errors import RefbenchError
-from refbench.models._notes import Notes
+from refbench.models._notes import CPU_CHECK, Notes
 from refbench.models._registry import register_model
 from refbench.models._workload import Recipe, Target, Workload, eval_mode
 from refbench.models.data import chinese
@@ -51,8 +51,13 @@ class SentimentWorkload(Workload):
         "fast": Recipe(optimizer="adam", lr=2e-3, batch_size=64, epochs=10, source="refbench's"),
     }
     targets = {
-        "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=3, wall_cap_s=200, eval_every_steps=50),
-        "full": Target("accuracy", 0.88, recipe="fast", max_epochs=20),
+        "quick": Target("accuracy", 0.80, recipe="fast", max_epochs=3, wall_cap_s=200, eval_every_steps=50,
+                        source=CPU_CHECK),
+        "full": Target("accuracy", 0.81, recipe="fast", max_epochs=20, stop_at_target=True,
+                       source="refbench's runs: this character CNN peaks at 0.82 to 0.83 of the held-out reviews "
+                              "after 3 to 5 epochs and then overfits (see the notes; reports/cpu/converge-full); a "
+                              "TF-IDF logistic regression over character 1- to 3-grams scores 0.846 on the same "
+                              "split"),
     }
     notes = Notes(
         document="001", section="4.具体代码实例及解释说明",
@@ -70,6 +75,13 @@ class SentimentWorkload(Workload):
         own_choices=(
             "Reviews are cut to their first 200 characters; characters seen fewer than twice in training are "
             "'unknown'.",
+            "The full target is 0.81, not the 0.88 it was, which nothing here reaches: with 'fast' the test "
+            "accuracy is 0.79 after one epoch and peaks at 0.82 at epoch 5 while the training loss falls from 0.62 "
+            "to 0.08 by epoch 20 (the accuracy ends at 0.80); lr 1e-3 (0.823 at epoch 4), AdamW with weight decay "
+            "0.05 (0.828 at epoch 4) and a hashed character 1-3-gram bag (fastText-like, 0.836 at epoch 3) do "
+            "little better, and scikit-learn's TF-IDF logistic regression over character 1-3-grams of the same "
+            "200-character reviews scores 0.846 (refbench's runs). These labels leave little room; 0.88 came with "
+            "no source.",
             "'reference' (Adam, lr 1e-3, batch 64, 10 epochs) and 'fast' (lr 2e-3) are refbench's; the targets "
             "use 'fast'.",
         ),

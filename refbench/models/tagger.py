@@ -9,10 +9,10 @@ attention softmax stays swappable), a linear layer over the 44 tags of
 People's Daily. ``encoder="bilstm"`` is the classic tagger beside it.
 
 A word's features are its own embedding plus the mean embedding of its
-first characters. Words never seen in training have only the second part,
-which, like BERT's word pieces, lets the tagger guess from the characters;
-word dropout (a training word replaced by "unknown" now and then) teaches
-it to. The reference point is the most-frequent-tag-per-word baseline on the
+first characters. Words outside the vocabulary (seen fewer than twice in
+training) have only the second part, which, like BERT's word pieces, lets
+the tagger guess from the characters; word dropout (a training word
+replaced by "unknown" now and then) teaches it to. The reference point is the most-frequent-tag-per-word baseline on the
 same split, reported beside the accuracy.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from refbench.errors import RefbenchError
-from refbench.models._notes import Notes
+from refbench.models._notes import CPU_CHECK, Notes
 from refbench.models._registry import register_model
 from refbench.models._workload import Recipe, Target, Workload, eval_mode
 from refbench.models.data import chinese
@@ -144,10 +144,21 @@ class POSTaggerWorkload(Workload):
         "full": Recipe(optimizer="adamw", lr=1e-4, batch_size=64, epochs=20, weight_decay=0.01, source="refbench's"),
     }
     targets = {
-        "quick": Target("accuracy", 0.85, recipe="fast", max_epochs=3, max_steps=300, wall_cap_s=400, eval_every_steps=100),
-        "quick-bilstm": Target("accuracy", 0.93, recipe="fast-bilstm", max_epochs=3, max_steps=400, wall_cap_s=300, eval_every_steps=100,
-                               variant={"encoder": "bilstm"}),
-        "full": Target("accuracy", 0.95, recipe="full", max_epochs=20, variant={"size": "document"}),
+        "quick": Target("accuracy", 0.85, recipe="fast", max_epochs=3, max_steps=300, wall_cap_s=400,
+                        eval_every_steps=100, source=CPU_CHECK),
+        "quick-bilstm": Target("accuracy", 0.93, recipe="fast-bilstm", max_epochs=3, max_steps=400, wall_cap_s=300,
+                               eval_every_steps=100, variant={"encoder": "bilstm"},
+                               source="refbench's: above the most-frequent-tag baseline's 0.916 on the same "
+                                      "split; a CPU check of the BiLSTM in minutes"),
+        "full": Target("accuracy", 0.95, recipe="full", max_epochs=20, variant={"size": "document"},
+                       stop_at_target=True,
+                       source="refbench's: the most-frequent-tag baseline scores 0.916 on this split, and a "
+                              "trained BERT-base-sized encoder should clear it by more than 3 points; not yet "
+                              "measured, a GPU's work (see the notes)"),
+        "full-bilstm": Target("accuracy", 0.95, recipe="fast-bilstm", max_epochs=10, variant={"encoder": "bilstm"},
+                              stop_at_target=True,
+                              source="refbench's: the full target's threshold for the classic tagger, which a CPU "
+                                     "trains in minutes; refbench's runs: reports/cpu/converge-full"),
     }
     notes = Notes(
         document="001", section="4.2 序列标注",
@@ -173,9 +184,11 @@ class POSTaggerWorkload(Workload):
         ),
         changed=(
             "The default model is BERT-shaped but not BERT: word features (a word's embedding plus the mean "
-            "embedding of its first four characters, word dropout 0.1) in place of word pieces, so unseen words "
-            "are tagged from their characters; learned positions; pre-norm Transformer encoder layers with a "
-            "ReLU feed-forward (BERT's are post-norm with GELU); dropout 0.1; a linear layer over the tags.",
+            "embedding of its first four characters) in place of word pieces; learned positions; pre-norm "
+            "Transformer encoder layers with a ReLU feed-forward (BERT's are post-norm with GELU); a linear layer "
+            "over the tags.",
+            "Dropout is 0.1 after the embeddings and inside every encoder layer (BERT-base's rate) and there is "
+            "none right before the classifier, where the document puts its dropout_prob of 0.2.",
             "'size=document' is bert-base's shape (hidden 768, 12 heads of 64, 12 layers, feed-forward 3072); "
             "'size=small' (hidden 128, 2 layers) is the CPU default; encoder='bilstm' is refbench's addition.",
             "The loss and accuracy skip padding, training and test are separate splits, and accuracy is counted "
@@ -189,6 +202,10 @@ class POSTaggerWorkload(Workload):
             "code discards it anyway.",
         ),
         own_choices=(
+            "Unknown words are refbench's rule (the document's vocab is undefined): a word seen fewer than twice "
+            "in the training split, or not among its 19,998 most frequent, is 'unknown' and tagged from its first "
+            "four characters alone; in training, word dropout makes a known word 'unknown' with probability 0.1, "
+            "so that path is learned. unseen_word_accuracy reports the unknown words' accuracy.",
             "'fast', 'fast-bilstm' and 'full' (Adam lr 5e-3 and 1e-2, AdamW lr 1e-4 with weight decay 0.01) are "
             "refbench's; the targets use them.",
             "The most-frequent-tag-per-word baseline on the same split is reported beside the accuracy (91.6% "

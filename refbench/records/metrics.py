@@ -217,7 +217,9 @@ METRICS: tuple[Metric, ...] = (
     _m("recipe", "", "context", "the recipe's name"),
     _m("recipe_settings.*", "", "context", "the recipe: optimizer, learning rate, batch size, epochs, "
        "normalisation, augmentation, source"),
-    _m("budget.*", "", "context", "the target's budget: max_epochs, max_steps"),
+    _m("budget.*", "", "context", "the target's budget: max_epochs, max_steps, stop_at_target (whether training "
+       "ends once the threshold is met)"),
+    _m("stopped_at_target", "", "accuracy", "whether the run ended early, at the first evaluation meeting the target"),
     _m("steps", "", "accuracy", "optimizer steps taken"),
     _m("dropped_batches", "", "accuracy", "batches dropped (a short last batch)"),
     _m("train_s", "s", "accuracy", "training seconds, evaluation excluded"),

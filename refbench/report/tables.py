@@ -114,7 +114,7 @@ def run_row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-CONVERGE_COLUMNS = ["workload", "backend", "status", "seeds", "metric", "target", "mean", "std", "min",
+CONVERGE_COLUMNS = ["workload", "backend", "recipe", "status", "seeds", "metric", "target", "mean", "std", "min",
                     "to target s", "steps", "train s", "parity", "vs fixed"]
 
 
@@ -124,8 +124,8 @@ def converge_row(record: dict[str, Any]) -> dict[str, Any]:
     seeds, parity, written = m.get("seeds") or {}, m.get("parity") or {}, m.get("as_written") or {}
     return {
         "workload": record["workload"] + (" as-written" if (record.get("variant") or {}).get("as_written") else ""),
-        "backend": record["backend"], "status": record["status"], "seeds": fmt(seeds.get("n"), "d"),
-        "metric": m.get("target_metric"), "target": m.get("threshold"),
+        "backend": record["backend"], "recipe": m.get("recipe"), "status": record["status"],
+        "seeds": fmt(seeds.get("n"), "d"), "metric": m.get("target_metric"), "target": m.get("threshold"),
         "mean": fmt(seeds.get("mean"), ".4f"), "std": fmt(seeds.get("std"), ".4f"),
         "min": fmt(seeds.get("min"), ".4f"),
         "to target s": fmt(m.get("time_to_target_s"), ".1f"), "steps": fmt(m.get("steps_to_target"), ".0f"),

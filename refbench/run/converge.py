@@ -9,8 +9,10 @@ ends. When a group's seeds are done its summary record follows
 fp32 eager base (``cpu``, ``cuda``) gets a parity verdict against that base
 on the same seeds. The base is added to the backends when it is not asked
 for, and runs first. ``as_written`` trains each workload's ``as_written=True``
-variant beside the fixed default; its summaries say what the document's bugs
-cost (``as_written``).
+variant beside the fixed default, both with the target's recipe and, where
+the workload has one and no ``recipe`` is asked for, both again with the
+document's own (``document``): its summaries say what the document's bugs
+cost under each (``as_written``), each group labelled with its recipe.
 
 Records: a per-seed record has ``metrics.seed``; a summary record has
 ``metrics.seeds`` (and no ``seed``); a group that cannot run at all is one
@@ -30,7 +32,7 @@ from typing import Any, Callable
 import torch
 
 from refbench.harness import backends
-from refbench.run.convergence import converge, skip_reason, target_of
+from refbench.run.convergence import budget_of, converge, skip_reason, target_of
 from refbench.run.parity import group_summary
 from refbench.run.progress import Progress
 from refbench.run.runner import RETRY_STATUSES
@@ -41,6 +43,7 @@ from refbench.models import Workload, get_workload
 from refbench.errors import RefbenchError
 
 AS_WRITTEN = "as_written"   # the variant option that builds a model as its document wrote it
+DOCUMENT = "document"       # the recipe that is the document's own
 
 
 @dataclass
@@ -116,19 +119,27 @@ class Convergence:
             workload = get_workload(name)
             target = target_of(workload, self.target, max_steps=self.max_steps, wall_cap_s=self.wall_cap_s)
             variants = [{AS_WRITTEN: False}, {AS_WRITTEN: True}] if self.as_written else [{}]
-            for asked in variants:
-                for name_ in self.backend_order():
-                    backend = backends.resolve(name_)
-                    skip = skip_reason(workload, backend)
-                    asked_variant = {**target.variant, **asked}
-                    variant = workload.resolve_variant(**asked_variant) if skip else \
-                        backend.variant_for(workload, asked_variant)
-                    groups.append(Group(workload=name, asked=asked, variant=variant, backend=name_,
-                                        base=None if name_ == backend.device else backend.device,
-                                        recipe=self.recipe or target.recipe, target=self.target,
-                                        budget={"max_epochs": target.max_epochs, "max_steps": target.max_steps},
-                                        skip=skip))
+            for recipe in self._recipes(workload, target.recipe):
+                for asked in variants:
+                    for name_ in self.backend_order():
+                        backend = backends.resolve(name_)
+                        skip = skip_reason(workload, backend)
+                        asked_variant = {**target.variant, **asked}
+                        variant = workload.resolve_variant(**asked_variant) if skip else \
+                            backend.variant_for(workload, asked_variant)
+                        groups.append(Group(workload=name, asked=asked, variant=variant, backend=name_,
+                                            base=None if name_ == backend.device else backend.device,
+                                            recipe=recipe, target=self.target, budget=budget_of(target),
+                                            skip=skip))
         return groups
+
+    def _recipes(self, workload: Workload, target_recipe: str) -> list[str]:
+        """The recipe asked for, else the target's and, for an as-written comparison, the document's too."""
+        if self.recipe is not None:
+            return [self.recipe]
+        if self.as_written and DOCUMENT in workload.recipes and target_recipe != DOCUMENT:
+            return [target_recipe, DOCUMENT]
+        return [target_recipe]
 
 
 def _all_names() -> list[str]:
@@ -152,7 +163,7 @@ class Group:
     base: str | None             # the parity base; None: this group is a base
     recipe: str
     target: str
-    budget: dict[str, int | None]
+    budget: dict[str, Any]
     skip: str | None = None
 
     def key(self) -> tuple:
@@ -160,7 +171,9 @@ class Group:
                 json.dumps(self.budget, sort_keys=True))
 
     def label(self) -> str:
-        written = " as-written" if self.asked.get(AS_WRITTEN) else ""
+        """workload, "as-written" and the recipe when the variant was asked for, backend."""
+        written = f" as-written ({self.recipe})" if self.asked.get(AS_WRITTEN) else \
+            f" fixed ({self.recipe})" if AS_WRITTEN in self.asked else ""
         return f"{self.workload}{written} {self.backend}"
 
 
@@ -284,9 +297,10 @@ class _Session:
     def _summary(self, group: Group, groups: list[Group], seeds: list[int]) -> dict:
         runs = self._seed_records(group, seeds)
         base = next((g for g in groups if g.base is None and g.workload == group.workload
-                     and g.asked == group.asked and g.backend == group.base), None)
+                     and g.asked == group.asked and g.recipe == group.recipe and g.backend == group.base), None)
         fixed = next((g for g in groups if g.workload == group.workload and g.backend == group.backend
-                      and g.asked.get(AS_WRITTEN) is False), None) if group.asked.get(AS_WRITTEN) else None
+                      and g.recipe == group.recipe and g.asked.get(AS_WRITTEN) is False), None) \
+            if group.asked.get(AS_WRITTEN) else None
         status, error, metrics = group_summary(
             runs, base=group.base, base_records=self._seed_records(base, seeds) if base else [],
             fixed_records=self._seed_records(fixed, seeds) if fixed else None)

@@ -3,10 +3,14 @@
 ``converge`` prepares the workload's train step on a backend
 (refbench.harness.step.prepare: every backend and composition, ``cpu+compile``,
 ``cuda+amp-bf16+compile``, ``triton``, ...) and trains it on real data with
-the target's recipe for the target's whole budget: ``max_epochs`` epochs, or
-``max_steps`` optimizer steps when that comes first. It does not stop at the
-threshold: every backend and seed trains the same steps, so their final
-metrics compare (refbench.run.parity) and the mean over seeds decides the target.
+the target's recipe for the target's budget: ``max_epochs`` epochs, or
+``max_steps`` optimizer steps when that comes first. A target with
+``stop_at_target`` (the full ones) ends at the first evaluation that meets
+its threshold, so what a run costs is its time to the target; the curve up to
+there is kept and the record says it stopped (``stopped_at_target``). Without
+it a run trains the whole budget: every backend and seed trains the same
+steps, so their final metrics compare (refbench.run.parity). Either way the
+mean over seeds of the final metric decides the target.
 
 - The held-out split is evaluated every ``eval_every_steps`` steps, at the end
   of every epoch and after the last step. The training clock stops while it
@@ -71,7 +75,7 @@ class SeedRun:
     seed: int
     recipe: str
     recipe_settings: dict[str, Any]
-    budget: dict[str, int | None]
+    budget: dict[str, Any]
     variant: dict[str, Any]
     dataset: str
     batch_size: int
@@ -86,6 +90,7 @@ class SeedRun:
     capture_s: float = 0.0
     wall_cap_s: float | None = None
     capped: bool = False
+    stopped_at_target: bool = False
     data_resident: bool = True
     notes: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -135,6 +140,7 @@ class SeedRun:
             "target": self.target, "target_metric": self.metric, "threshold": self.threshold,
             "higher_is_better": self.higher_is_better, "task": self.task,
             "reached": reached_at is not None,
+            "stopped_at_target": self.stopped_at_target,
             "time_to_target_s": reached_at.train_s if reached_at else None,
             "epochs_to_target": reached_at.epoch if reached_at else None,
             "steps_to_target": reached_at.step if reached_at else None,
@@ -159,6 +165,11 @@ def target_of(workload: Workload, name: str, **changes: Any) -> Target:
         return dataclasses.replace(workload.targets[name], **changes)
     except ValueError as exc:
         raise RefbenchError(str(exc)) from None
+
+
+def budget_of(target: Target) -> dict[str, Any]:
+    """What a record says about a target's budget: epochs, steps, and whether it ends at the threshold."""
+    return {"max_epochs": target.max_epochs, "max_steps": target.max_steps, "stop_at_target": target.stop_at_target}
 
 
 def skip_reason(workload: Workload, backend: backends.Backend) -> str | None:
@@ -208,7 +219,7 @@ def converge(workload: Workload | str, target: str = "quick", *, backend: backen
         workload=workload.name, task=workload.task, backend=backend.name, target=target, metric=goal.metric,
         threshold=goal.threshold, higher_is_better=goal.higher_is_better, seed=seed,
         recipe=recipe if isinstance(recipe, str) else _recipe_name(workload, chosen), recipe_settings=asdict(chosen),
-        budget={"max_epochs": goal.max_epochs, "max_steps": goal.max_steps}, variant={},
+        budget=budget_of(goal), variant={},
         dataset=train.dataset, batch_size=chosen.batch_size, wall_cap_s=goal.wall_cap_s, data_resident=resident)
     generator = torch.Generator().manual_seed(seed)
     batches = _training_batches(workload, train, chosen, generator, device, resident,
@@ -229,7 +240,8 @@ def converge(workload: Workload | str, target: str = "quick", *, backend: backen
         every = goal.eval_every_steps and run.steps % goal.eval_every_steps == 0
         if last or end_of_epoch or every:
             trainer.evaluate(epoch + (1.0 if end_of_epoch else seen * chosen.batch_size / len(train)))
-        if last:
+            run.stopped_at_target = goal.stop_at_target and goal.reached(run.curve[-1].metrics[goal.metric])
+        if last or run.stopped_at_target:
             break
     if trainer is None:
         raise RefbenchError(f"{workload.name}: no full batch of {chosen.batch_size} in the training split "
@@ -349,6 +361,6 @@ def _finite(value: float) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
-def _describe_budget(budget: dict[str, int | None]) -> str:
+def _describe_budget(budget: dict[str, Any]) -> str:
     epochs = f"{budget['max_epochs']} epoch{'s' if budget['max_epochs'] != 1 else ''}"
     return epochs if budget.get("max_steps") is None else f"{budget['max_steps']} steps or {epochs}"

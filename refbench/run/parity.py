@@ -4,9 +4,10 @@ Everything here is a function of recorded runs (their curves), so a
 summary or a parity verdict can be recomputed from a results file.
 
 - ``seed_summary``: a target is met only when the mean over the seeds of the
-  final metric (the last point of each curve, at the end of the same budget)
-  meets it, as MLPerf's multiple runs and airbench's mean over n runs ask;
-  the summary gives n, mean, std (sample), min and max.
+  final metric (the last point of each curve: at the end of the same budget,
+  or where a target that stops at its threshold stopped) meets it, as
+  MLPerf's multiple runs and airbench's mean over n runs ask; the summary
+  gives n, mean, std (sample), min and max.
 - ``parity``: a backend's mean against the fp32 eager base of the same
   device (``cpu`` on CPU, ``cuda`` on GPU) on the seeds both ran, within the
   margin ``MARGINS`` states for the metric. A backend whose steady training

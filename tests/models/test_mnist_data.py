@@ -113,13 +113,19 @@ def test_a_data_dir_with_only_fashion_mnist_stands_in_from_there(place):
     assert split.dataset == STAND_IN and split.origin == f"data directory {root}"
 
 
-def test_a_converge_record_names_the_stand_in(place):
+def test_mnist_workloads_targets_train_on_fashion_mnist_mnist_or_not(place):
+    """Their thresholds are Fashion-MNIST figures: a converge record names Fashion-MNIST, never a stand-in."""
     from refbench.run.convergence import converge
     from refbench.models import Recipe
 
-    write_set(place / "data" / "FashionMNIST" / "raw")
-    run = converge("mlp", "quick", recipe=Recipe(batch_size=4), max_steps=2, data_dir=place / "data")
-    assert run.dataset == STAND_IN and run.status == "ok"
+    write_set(place / "data" / "FashionMNIST" / "raw", brightness=200)
+    for name in ("mlp", "lenet5"):
+        assert {t.dataset for t in get_workload(name).targets.values()} == {"fashion-mnist"}
+        run = converge(name, "quick", recipe=Recipe(batch_size=4), max_steps=2, data_dir=place / "data")
+        assert run.dataset == "fashion-mnist" and run.status == "ok"
+    write_set(place / "data" / "MNIST" / "raw")
+    run = converge("mlp", "full", recipe=Recipe(batch_size=4), max_steps=2, data_dir=place / "data")
+    assert run.dataset == "fashion-mnist"
 
 
 def test_a_bad_mnist_is_an_error_not_a_reason_to_stand_in(place):

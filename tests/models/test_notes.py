@@ -1,9 +1,11 @@
 """Every workload's notes: present, in one form, and true of the documents they quote.
 
 The quote checks need the source documents, which are not part of the
-repository: they are found in ``$REFBENCH_DOCUMENTS`` or a ``shared/documents``
+repository: they are found in ``$REFBENCH_DOCUMENTS`` (CI's .ci/run sets it
+to ``../shared/documents`` when that folder exists) or a ``shared/documents``
 folder beside or above the checkout, and skipped (with that reason) on a
-clean clone.
+clean clone. A ``$REFBENCH_DOCUMENTS`` that is not a folder of the documents
+fails: whoever set it meant the check to run.
 """
 import os
 import re
@@ -30,6 +32,8 @@ def documents_dir() -> Path | None:
 def documents() -> dict[str, str]:
     """Document number ("000".."004") -> its text."""
     folder = documents_dir()
+    if os.environ.get(DOCUMENTS_ENV) and not sorted(folder.glob("00*_*.txt")):
+        pytest.fail(f"{DOCUMENTS_ENV}={folder} holds no source documents (000_*.txt ... 004_*.txt)")
     if folder is None or not folder.is_dir():
         pytest.skip(f"the source documents are not in this checkout; set {DOCUMENTS_ENV} to their folder "
                     f"(shared/documents) to check the notes' quotes")

@@ -45,3 +45,20 @@ def test_variants_are_checked():
         lenet.make(activation="gelu")
     with pytest.raises(RefbenchError, match="has no option depth"):
         lenet.make(depth=3)
+
+
+def test_refbench_list_json_gives_every_target_with_its_source(capsys):
+    import json
+
+    from refbench.cli import main
+
+    assert main(["list", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    for name in list_models(exclude="test_*"):
+        workload = get_workload(name)
+        for key, target in workload.targets.items():
+            shown = rows[name]["targets"][key]
+            assert shown["source"] == target.source and shown["recipe"] == target.recipe
+            assert shown["dataset"] == (target.dataset or workload.dataset)
+    assert rows["mlp"]["targets"]["full"]["goal"] == "accuracy >= 0.88"
+    assert rows["mlp"]["targets"]["full"]["dataset"] == "fashion-mnist" and rows["mlp"]["dataset"] == "mnist"

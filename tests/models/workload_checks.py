@@ -29,7 +29,8 @@ def assert_same_seed_same_losses(workload: Workload, variant=None, *, batch_size
 
 
 def assert_documented(workload: Workload):
-    """Notes, a document or reference recipe with its source, a fast recipe, reachable targets."""
+    """Notes, a document or reference recipe with its source, a fast recipe, reachable targets, each saying where
+    its threshold comes from and the full ones stopping at it."""
     notes = workload.notes
     assert isinstance(notes, Notes) and notes.says, f"{workload.name} has no notes"
     assert workload.source.startswith(f"document {notes.document}")
@@ -37,9 +38,11 @@ def assert_documented(workload: Workload):
     assert {"document", "reference"} & set(workload.recipes) and "fast" in workload.recipes
     assert all(recipe.source for recipe in workload.recipes.values())
     assert {"quick", "full"} <= set(workload.targets)
-    for target in workload.targets.values():
+    for name, target in workload.targets.items():
         workload.recipe(target.recipe)
         workload.resolve_variant(**target.variant)
+        assert len(target.source) > 20, f"{workload.name}'s {name} target does not say where {target.threshold} comes from"
+    assert workload.targets["full"].stop_at_target, f"{workload.name}'s full target trains past its threshold"
     if "as_written" in workload.variants:
         assert workload.variants["as_written"] == (False, True)   # the fixed model is the default
         assert notes.as_written.startswith("as_written=True")

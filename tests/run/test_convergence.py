@@ -27,6 +27,22 @@ def test_the_budget_is_trained_to_the_end_and_the_final_point_decides(scripted):
     assert run.final == 0.90 and run.best == 0.97
 
 
+def test_a_target_that_stops_at_its_threshold_ends_there_and_says_so(scripted):
+    """The cost of such a run is its time to the target; its curve up to there is kept."""
+    scripted.script = [0.5, 0.96, 0.99]
+    run = converge("test_scripted", "full")
+    assert run.steps == 10 and [p.step for p in run.curve] == [5, 10] and run.train_s == 10.0
+    assert run.final == 0.96 and run.time_to_target_s == 10.0
+    metrics = run.metrics()
+    assert metrics["stopped_at_target"] is True and metrics["budget"]["stop_at_target"] is True
+
+
+def test_a_stopping_target_missed_trains_its_whole_budget(scripted):
+    scripted.script = [0.5, 0.6, 0.7]
+    run = converge("test_scripted", "full")
+    assert run.steps == 15 and not run.reached and run.metrics()["stopped_at_target"] is False
+
+
 def test_the_wall_cap_ends_a_crawling_run_as_a_timeout(scripted):
     scripted.script = [0.5, 0.6]
     run = converge("test_scripted", "quick", wall_cap_s=103, max_steps=1000)
@@ -66,7 +82,8 @@ def test_a_run_through_a_backend_records_what_it_used():
     metrics = run.metrics()
     assert run.backend == "cpu+amp-bf16" and run.variant == {"as_written": True} and run.dataset == "two-blobs"
     assert metrics["seed"] == 3 and metrics["recipe"] == "fast" and metrics["recipe_settings"]["lr"] == 0.05
-    assert metrics["budget"] == {"max_epochs": 2, "max_steps": None} and metrics["threads"] == 1
+    assert metrics["budget"] == {"max_epochs": 2, "max_steps": None, "stop_at_target": False}
+    assert metrics["threads"] == 1 and metrics["stopped_at_target"] is False
     assert set(metrics["curve"][0]) == {"epoch", "step", "train_s", "train_loss", "metrics"}
 
 

@@ -21,7 +21,8 @@ def test_quick_target_on_cpu_and_cpu_compile(name, seeds, real_data):
     """
     import torch._dynamo
 
-    dataset = real_data(get_workload(name).load_data, "test").dataset
+    workload = get_workload(name)
+    dataset = real_data(workload.load_data, "test", dataset=workload.targets["quick"].dataset).dataset
     with torch._dynamo.config.patch(recompile_limit=1, fail_on_recompile_limit_hit=True):
         records = run_convergence(Convergence(workloads=[name], backends=["cpu+compile"], seeds=seeds))
     assert all(r["status"] == "ok" for r in records if "seed" in r["metrics"]), [r["error"] for r in records]
