@@ -53,7 +53,7 @@ def _dead_pid() -> int:
 def _tiny_night(history):
     matrix = Matrix(workloads=["test_tiny"], backends=["cpu"], modes=["infer"], batch_sizes=[2],
                     settings=Settings(iters=2, max_warmup=1, imports=("tests.fixtures.faulty_workloads",)))
-    return run_nightly(history, matrix=matrix, isolation="inline", judge_busy=True)
+    return run_nightly(history, matrix=matrix, isolation="inline")
 
 
 def _interrupted(history: Path, records: list[dict]) -> Path:
