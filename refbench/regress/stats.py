@@ -9,7 +9,10 @@ cut-off. For each metric, ``ratio_interval`` estimates new/base with a
   estimate of the shift between the logarithms and its distribution-free
   interval (the Mann-Whitney statistic's, Moses' method), widened by
   ``DRIFT``, the level a fresh process moves by on its own, which the samples
-  of one run cannot see;
+  of one run cannot see, or by ``BUSY_DRIFT`` when either side ran while other
+  processes took the cores it left free (refbench.harness.noise's ``busy``):
+  a busy machine moves a process's level far more than a quiet one does, on
+  the CPU clock too, so only a change larger than that is judged;
 - from several runs a side (``MIN_RUNS`` or more): each run's median, and
   Welch's t interval on the difference of their mean logarithms, so the drift
   between processes is in the interval itself;
@@ -45,11 +48,16 @@ MEMORY_FLOOR_BYTES = 1 << 20
 RSS_FLOOR_BYTES = 8 << 20
 MIN_RUNS = 3           # runs of a cell on each side from which the runs themselves are compared
 DRIFT = 0.02           # relative: how far one fresh process's level moves on its own (one run a side)
+# Relative: how far it moves when other processes take the free cores. Identical runs of 12 CPU cells on a
+# 2-core machine at load 5-6 differed (median of each cell, CPU clock) by 21% at the median, 34% at p75, 66% at p90.
+BUSY_DRIFT = 0.5
 MAX_PAIRS = 250_000    # pairwise differences for the Hodges-Lehmann interval (larger samples are thinned)
 EXACT_PAIRS = 2_500    # up to this many pairs the interval's ranks come from U's exact distribution
 FAILING = ("failed", "error", "timeout", "oom")
 CHANGES = ("regressed", "improved", "inconclusive", "unchanged")
 METHODS = {"samples": "the raw samples' Hodges-Lehmann interval, widened by the drift between processes",
+           "busy": "the raw samples' Hodges-Lehmann interval, widened by the drift between processes on a busy "
+                   "machine",
            "runs": "Welch's t interval on the runs' log medians",
            "stats": "the delta method from mean, spread and count",
            "window": "the look-back window's night-to-night spread",
@@ -92,7 +100,7 @@ def _interval(ratio: float, log_half_width: float, method: str, clock: str = "wa
 
 
 def samples_interval(base: Sequence[float], new: Sequence[float], *, alpha: float = ALPHA, drift: float = DRIFT,
-                     clock: str = "wall") -> Interval | None:
+                     clock: str = "wall", method: str = "samples") -> Interval | None:
     """new/base of two sets of samples (module docstring), or None when a side has fewer than two."""
     b, n = _positive(base), _positive(new)
     if b is None or n is None:
@@ -102,10 +110,10 @@ def samples_interval(base: Sequence[float], new: Sequence[float], *, alpha: floa
     centre = float(np.median(differences))
     cut = _moses_cut(len(lb), len(ln), alpha)
     if cut == 0:    # too few samples for an interval of this confidence: it is unbounded
-        return Interval(math.exp(centre), 0.0, math.inf, "samples", clock)
+        return Interval(math.exp(centre), 0.0, math.inf, method, clock)
     low, high = differences[cut - 1], differences[len(differences) - cut]
     spread = math.log1p(drift)
-    return Interval(math.exp(centre), math.exp(low - spread), math.exp(high + spread), "samples", clock)
+    return Interval(math.exp(centre), math.exp(low - spread), math.exp(high + spread), method, clock)
 
 
 def _moses_cut(m: int, n: int, alpha: float) -> int:
@@ -200,15 +208,22 @@ def metric_interval(metric: Metric, base: dict, new: dict, *, runs_base: Sequenc
     if not (number(value_b) and number(value_n) and value_b > 0 and value_n > 0):
         return None
     if metric.timed:
+        drift = {"drift": BUSY_DRIFT, "method": "busy"} if busy(base) or busy(new) else {}
         times = best_clock([samples_interval(base.get("latency_ms.samples"), new.get("latency_ms.samples"),
-                                             alpha=alpha),
+                                             alpha=alpha, **drift),
                             samples_interval(base.get("latency_ms.cpu_samples"), new.get("latency_ms.cpu_samples"),
-                                             alpha=alpha, clock="cpu")])
+                                             alpha=alpha, clock="cpu", **drift)])
         if times is None and sample_stats(base) and sample_stats(new):
             times = stats_interval(sample_stats(base), sample_stats(new), alpha=alpha)
         if times is not None:   # step times: a rate's ratio is their inverse
             return _inverse(times) if metric.higher_is_better else times
     return point_interval(float(value_b), float(value_n))
+
+
+def busy(row: pd.Series | dict) -> bool:
+    """Whether the load probe saw other processes take the cores the cell left free while it was timed."""
+    kinds = row.get("noise.kinds")
+    return isinstance(kinds, (list, tuple, np.ndarray)) and "busy" in list(kinds)
 
 
 def _reciprocal(x: float) -> float:

@@ -51,12 +51,16 @@ def test_two_samples_cannot_bound_a_change_so_it_is_inconclusive():
     assert found["mlp"] == "inconclusive" and result.exit_code == 3
 
 
-def test_a_busy_machine_is_a_note_not_a_veto():
+@pytest.mark.parametrize("factor, expected", [(2.0, "regressed"), (1.3, "inconclusive"), (1.0, "inconclusive")])
+def test_a_busy_machine_widens_the_interval_but_does_not_veto(factor, expected):
+    """Other processes on the free cores move a process's level by tens of percent between identical runs: a
+    2x slowdown still stands out, a 30% one or none at all cannot be told apart from that, and says so."""
     busy = {"reasons": ["other processes kept 1.2 cores busy"], "kinds": ["busy"]}
     base = timed(step_times=samples(10.0, 0.05, seed=1))
-    new = timed(step_times=[t * 1.5 for t in samples(10.0, 0.05, seed=2)], noise=busy)
+    new = timed(step_times=[t * factor for t in samples(10.0, 0.05, seed=2)], noise=busy)
     found, result = classes([base], [new])
-    assert found["mlp"] == "regressed" and "machine busy" in result.rows.loc[0, "note"]
+    assert found["mlp"] == expected and "machine busy" in result.rows.loc[0, "note"]
+    assert result.rows.loc[0, "by"] == "busy"
 
 
 def test_on_a_busy_cpu_the_tighter_cpu_clock_judges():
