@@ -263,7 +263,7 @@ class _Launcher:
             # child could not use.
             os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
             self.context = multiprocessing.get_context("forkserver")
-            self.context.set_forkserver_preload(["refbench.run.worker"])
+            self.context.set_forkserver_preload(["refbench.run.worker", *filter(None, [_main_module()])])
             remove_on_death(multiprocessing.util.get_temp_dir())   # the fork server's socket, should this die
 
     def leftovers(self, out: Path) -> list[dict]:
@@ -385,6 +385,30 @@ class _Launcher:
             return Outcome("error", f"the worker was killed by SIGKILL {source}, without a result; `--resume` "
                                     f"measures it again{said}")
         return Outcome("error", f"the worker died ({how}) without a result{said}")
+
+
+def _main_module() -> str | None:
+    """This process's main module by its import name, where it was started as a file of an installed package (a Ray
+    worker's ``ray/_private/workers/default_worker.py``); None otherwise (a user's script is never imported here).
+
+    A child forked from the fork server runs such a main file again before its work, as multiprocessing does
+    with a main module it knows only by path (the fork server would import it once, but ensure_running
+    drops the path), and a Ray worker's main imports Ray: a second or more of every cell. Imported into the
+    fork server by name, its imports are there already for each child."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if getattr(main, "__spec__", None) is not None or not path:
+        return None
+    path = Path(path).resolve().with_suffix("")
+    for entry in sys.path:
+        try:
+            parts = path.relative_to(Path(entry or os.curdir).resolve()).parts
+        except ValueError:
+            continue
+        if parts and all(part.isidentifier() for part in parts) and Path(entry).name in ("site-packages",
+                                                                                        "dist-packages"):
+            return ".".join(parts)
+    return None
 
 
 # The environment each process's fork server started with, by the process's pid.
