@@ -111,6 +111,18 @@ def test_a_matrix_on_ray_has_the_cells_and_statuses_of_a_local_run(cluster, tmp_
     assert all(r["env"]["host"] == socket.gethostname() and r["env"]["threads"] == 1 for r in remote)
 
 
+def test_on_ray_cells_not_started_within_the_time_budget_are_not_run(cluster, tmp_path):
+    matrix = Matrix(workloads=["test_tiny"], backends=["cpu", "cpu+int8"], modes=["train", "infer"], batch_sizes=[2],
+                    settings=Settings(iters=2, max_warmup=2, imports=(FAULTY,)))
+    with open_executor("ray") as executor:
+        records = run_matrix(matrix, tmp_path / "r.jsonl", executor=executor, time_budget_s=1e-9)
+    assert sorted((r["backend"], r["mode"], r["status"]) for r in records) == [
+        ("cpu", "infer", "not_run"), ("cpu", "train", "not_run"), ("cpu+int8", "infer", "not_run"),
+        ("cpu+int8", "train", "skipped")]
+    assert all("time budget of 1e-09 s was used up before this cell started" in r["error"]
+               for r in records if r["status"] == "not_run")
+
+
 def test_what_the_cluster_lacks_is_one_line_or_a_skip_before_anything_runs(cluster, tmp_path):
     with pytest.raises(RefbenchError, match=r"no node of the Ray cluster at \S+ has what --node-label and "
                                             r"--node-resource ask for \(refbench-test=no\); its nodes have: .*CPU=2"):
@@ -199,3 +211,32 @@ def test_a_cluster_the_command_started_dies_with_it(tmp_path, ending):
         assert driver.wait(600) == EXIT_OK, driver.communicate()[1][-2000:]
     assert wait_until(lambda: not marked(mark, value), 120), \
         f"left behind: {[(pid, _name(pid)) for pid in marked(mark, value)]}"
+
+
+@pytest.mark.slow
+def test_converge_on_ray_trains_the_seeds_a_local_run_trains_to_the_same_figures(cluster, tmp_path):
+    argv = ["converge", "--workloads", "mlp", "--seeds", "2", "--max-steps", "30"]
+    local = subprocess.run([sys.executable, "-m", "refbench", *argv, "--out", str(tmp_path / "local.jsonl")], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    remote = _cli(*argv, "--out", str(tmp_path / "ray.jsonl"), address=cluster.address)
+    assert remote.returncode == local.returncode, remote.stderr[-2000:]
+
+    def figures(path):
+        return sorted((r["metrics"].get("seed", -1), r["status"], r["metrics"].get("final"), r["metrics"].get("steps"))
+                      for r in read_results(path))
+
+    records = read_results(tmp_path / "ray.jsonl")
+    assert figures(tmp_path / "ray.jsonl") == figures(tmp_path / "local.jsonl") and len(records) == 3
+    summary = next(r for r in records if "seeds" in r["metrics"])
+    assert all(r["env"] == summary["env"] and r["env"]["host"] == socket.gethostname() for r in records)
+
+
+@pytest.mark.slow
+def test_a_night_on_ray_is_stored_under_the_machine_that_measured_it(cluster, tmp_path):
+    history = tmp_path / "h"
+    done = _cli("nightly", "--history", str(history), "--workloads", "test_tiny", "--modes", "infer", "--batch-sizes",
+                "2", *QUICK, address=cluster.address)
+    assert done.returncode == EXIT_OK, done.stderr[-2000:]
+    (night,) = history.glob("*/*.jsonl")
+    (record,) = read_results(night)
+    assert night.parent.name == record["env"]["env_key"] and record["status"] == "ok"
