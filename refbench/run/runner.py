@@ -16,6 +16,11 @@ once (``isolation="forkserver"``, the default): a fresh interpreter per cell
 cell on a small CPU. The fork server never initialises CUDA, so every
 child starts with its own CUDA context. ``"inline"`` measures in this process
 (for debugging and for ``refbench validate``'s comparison).
+
+Which machine measures a cell is an executor's choice (refbench.run.executors):
+by default this one, a cell after another; a remote executor (a Ray cluster)
+runs ``measure_on_node`` on the node it picks, which measures the cell with
+``run_cell`` there, and this process appends the records as they come back.
 """
 from __future__ import annotations
 
