@@ -29,8 +29,7 @@ def register(sub) -> None:
                         "timeout, error and not_run always are")
     p.add_argument("--shard", default=None, help="i/n: run every n-th cell from the i-th (1-based)")
     p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"],
-                   help="how each cell gets its own process on the machine that runs it (inline: none, for "
-                        "debugging)")
+                   help="how each cell gets its own process (inline: none, for debugging)")
     p.add_argument("--out", type=path_option, default="results/results.jsonl",
                    help="JSONL file the records are appended to")
     p.add_argument("--report", type=path_option, default=None, metavar="DIR",

@@ -40,8 +40,7 @@ def register(sub) -> None:
     p.add_argument("--no-run", action="store_true", help="measure nothing: judge the history and write the page")
     p.add_argument("--window", type=positive_int, default=7, help="earlier nights the latest is judged against")
     p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"],
-                   help="how each cell gets its own process on the machine that runs it (inline: none, for "
-                        "debugging)")
+                   help="how each cell gets its own process (inline: none, for debugging)")
     executor_options(p)
     judging_options(p)
     p.set_defaults(func=cmd_nightly, going_on=_night_goes_on)

@@ -1,10 +1,14 @@
 """Where cells run (--executor, --address, --node-label, --node-resource): bad input is one line, Ray or not."""
+import socket
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from refbench.cli import main
 
+ROOT = Path(__file__).resolve().parents[2]
 FAULTY = "tests.fixtures.faulty_workloads"
 RUN = ["run", "--workloads", "test_tiny", "--modes", "infer", "--batch-sizes", "2", "--import", FAULTY]
 
@@ -45,3 +49,17 @@ def test_cluster_placement_without_a_cluster_is_refused(extra, tmp_path, capsys)
 ])
 def test_bad_placement_options_are_one_line(extra, message, tmp_path, capsys):
     assert message in _one_line_error([*RUN, "--out", str(tmp_path / "r.jsonl"), "--executor", "ray", *extra], capsys)
+
+
+def test_an_address_nothing_answers_at_is_one_line_not_minutes_of_retries(tmp_path):
+    pytest.importorskip("ray", reason="the Ray executor needs Ray: pip install 'refbench[ray]'")
+    with socket.socket() as closed:       # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    done = subprocess.run([sys.executable, "-m", "refbench", *RUN, "--out", str(tmp_path / "r.jsonl"), "--executor",
+                           "ray", "--address", f"127.0.0.1:{port}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"refbench: error: cannot reach the Ray cluster at 127.0.0.1:{port}: Connection "
+                                   f"refused; start it with `ray start --head` there, or give the address it printed "
+                                   f"with --address")

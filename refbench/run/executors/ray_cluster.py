@@ -45,6 +45,7 @@ from refbench.lifeline import watch_children
 from refbench.run.executors import Lost, Needs, Placement, last
 
 LOST_NODE_RETRIES = 1
+CONNECT_TIMEOUT_S = 10.0
 INSTALL = "pip install 'refbench[ray]' (or pip install 'ray>=2.49')"
 _ERROR_CHARS = 2000
 
@@ -263,6 +264,8 @@ class RayExecutor:
 def _init(ray, address: str | None) -> None:
     """``ray.init``: a new cluster on this machine that dies with this process, or the one at ``address``. Ray
     sets its own SIGTERM handler; refbench's (SIGTERM ends a command as Ctrl-C does) is put back."""
+    if address is not None:
+        _check_reachable(address)
     handler = signal.getsignal(signal.SIGTERM)
     try:
         if address is None:
@@ -277,6 +280,18 @@ def _init(ray, address: str | None) -> None:
     finally:
         if threading.current_thread() is threading.main_thread() and handler is not None:
             signal.signal(signal.SIGTERM, handler)
+
+
+def _check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse a HOST:PORT address nothing answers at (ray.init would retry it for many minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return      # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RefbenchError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}; start it with "
+                            f"`ray start --head` there, or give the address it printed with --address") from None
 
 
 def _node_id(exc: BaseException) -> str:
