@@ -142,8 +142,8 @@ def test_on_ray_a_hanging_cell_times_out_and_a_crashing_one_is_recorded_while_th
     cluster.hang()
     hanging, rest = tmp_path / "hang.jsonl", tmp_path / "rest.jsonl"
     # the hanging cell's timeout is short (its subject); the others keep the default, on a machine however loaded
-    hang = _start("run", "--workloads", "test_hang", "--modes", "infer", "--batch-sizes", "2", *QUICK, "--timeout", "10",
-                  "--out", str(hanging), address=cluster.address)
+    hang = _start("run", "--workloads", "test_hang", "--modes", "infer", "--batch-sizes", "2", *QUICK,
+                  "--timeout", "10", "--out", str(hanging), address=cluster.address)
     done = _cli("run", "--workloads", "test_crash,test_tiny", "--modes", "infer", "--batch-sizes", "2", *QUICK,
                 "--out", str(rest), address=cluster.address)
     assert hang.wait(600) == EXIT_INCOMPLETE, hang.communicate()[1][-2000:]

@@ -6,9 +6,14 @@ item with its result as the result exists:
 - ``local``: one after another in this process, in the order given (the
   matrix's cells each still run in their own child process, as always);
 - ``ray``: each item a task of a Ray cluster, on a node that has what the
-  item needs (``Needs``: CPUs, a GPU, the node labels and custom
-  resources asked for), results in the order they end. Without an address
-  it starts a cluster on this machine, which dies with the command.
+  item needs (``Needs``: CPUs, a GPU) and the node labels and custom
+  resources asked for (``Placement``), results in the order they end.
+  Without an address it starts a cluster on this machine, which dies with
+  the command.
+
+Another scheduler (Slurm through submitit, say) is one more module of the
+same shape: submit each item with its needs, yield each result as its job
+ends, and turn a job the scheduler lost into ``lost``'s record.
 
 The function is a generator: it yields a description of the machine it runs
 on (the record's ``env``) when it starts, then its result. A remote executor
@@ -75,7 +80,8 @@ class Executor(Protocol):
         """Whether an item that needs a GPU can run anywhere this executor reaches."""
 
     def map(self, function: Callable[[Item], Iterator[Any]], items: Iterable[Item], *,
-            needs: Callable[[Item], Needs | None], lost: Callable[[Item, Lost], Result]) -> Iterator[tuple[Item, Result]]:
+            needs: Callable[[Item], Needs | None],
+            lost: Callable[[Item, Lost], Result]) -> Iterator[tuple[Item, Result]]:
         """Each item with its result (module docstring)."""
 
 
