@@ -274,9 +274,11 @@ def _init(ray, address: str | None) -> None:
         else:
             ray.init(address=address, log_to_driver=False, logging_level="WARNING")
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"the Ray cluster at {address}" if address else "a Ray cluster on this machine"
-        raise RefbenchError(f"cannot reach {where}: {_first_line(exc)}; start it with `ray start --head` or give "
-                            f"its address with --address") from None
+        if address is None:
+            raise RefbenchError(f"cannot start a Ray cluster on this machine: {_first_line(exc)}; start one with "
+                                f"`ray start --head` and give its address with --address") from None
+        raise RefbenchError(f"cannot reach the Ray cluster at {address}: {_first_line(exc)}; start it with "
+                            f"`ray start --head` there, or give the address it printed with --address") from None
     finally:
         if threading.current_thread() is threading.main_thread() and handler is not None:
             signal.signal(signal.SIGTERM, handler)
