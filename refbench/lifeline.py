@@ -11,10 +11,11 @@ Three tools, for three kinds of helper:
 - ``scratch_dir()`` (``new_scratch_dir``, ``remove_scratch_dir``): a
   temporary folder that a watcher process removes if this process dies
   before removing it itself. The watcher starts with the
-  first scratch folder; from then on every process this one starts carries
-  a mark in its environment (``REFBENCH_LIFELINE_<pid>``), and the watcher
-  kills every marked process left once this process is gone, whatever
-  started it (git, a shell command, a measurement, their children).
+  first scratch folder (or ``watch_children``); from then on every process
+  this one starts carries a mark in its environment
+  (``REFBENCH_LIFELINE_<pid>``), and the watcher kills every marked process
+  left once this process is gone, whatever started it (git, a shell
+  command, a measurement, a local Ray cluster, their children).
 
 This module imports only the standard library: every layer may use it.
 """
@@ -174,6 +175,12 @@ def _the_watcher() -> _Watcher:
         if _watcher is None or _watcher.owner != os.getpid() or _watcher._write < 0:
             _watcher = _Watcher()
         return _watcher
+
+
+def watch_children() -> None:
+    """Start the watcher now: every process this one starts from here on, and every process those start, is
+    killed should this one die without ending normally (a cluster of helper processes a library starts)."""
+    _the_watcher()
 
 
 def new_scratch_dir(prefix: str) -> Path:

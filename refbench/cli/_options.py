@@ -5,6 +5,7 @@ Imports nothing heavy: the parser is built before torch or pandas is imported.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import shlex
@@ -13,6 +14,7 @@ from typing import Any, Sequence
 
 from refbench.errors import RefbenchError
 from refbench.regress.gates import GATES
+from refbench.run.executors import EXECUTORS, Placement, open_executor
 from refbench.run.settings import Settings, positive_float, variant_option
 
 DTYPES = ("fp32", "fp16", "bf16", "fp64", "float32", "float16", "bfloat16", "float64")
@@ -106,6 +108,58 @@ def matrix_of(args):
                     variants=merged_variants(args.variants), settings=Settings.from_args(args))
     matrix.validate()
     return matrix
+
+
+def node_label(text: str) -> tuple[str, str]:
+    """``--node-label KEY=VALUE``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as ray.io/accelerator-type=H100, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def node_resource(text: str) -> tuple[str, float]:
+    """``--node-resource NAME=AMOUNT`` (AMOUNT positive; 1 when left out)."""
+    name, sep, amount = text.partition("=")
+    try:
+        value = positive_float(amount) if sep else 1.0
+    except argparse.ArgumentTypeError:
+        value = None
+    if not name.strip() or value is None:
+        raise argparse.ArgumentTypeError(f"expected NAME=AMOUNT such as H100=1, got {text!r}")
+    return name.strip(), value
+
+
+def executor_options(p: argparse.ArgumentParser) -> None:
+    """Where the cells run (``run``, ``nightly``, ``converge``): this machine, or the nodes of a Ray cluster."""
+    group = p.add_argument_group("where the cells run")
+    group.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="local: one cell after another on this machine; ray: each cell (each seed, for converge) "
+                            "a task of a Ray cluster, on a node with the CPUs and GPU it needs (pip install "
+                            "'refbench[ray]')")
+    group.add_argument("--address", type=text_option, default=None,
+                       help="with --executor ray: the cluster's address (`ray start --head` prints it); default: "
+                            "$RAY_ADDRESS, else a cluster started on this machine for the command")
+    group.add_argument("--node-label", dest="node_labels", type=node_label, action="append", default=[],
+                       metavar="KEY=VALUE", help="with --executor ray: run every cell on a node with this Ray label, "
+                                                 "e.g. ray.io/accelerator-type=H100; repeatable")
+    group.add_argument("--node-resource", dest="node_resources", type=node_resource, action="append", default=[],
+                       metavar="NAME=AMOUNT", help="with --executor ray: every cell asks for this much of a custom "
+                                                   "resource (`ray start --resources`), e.g. H100=1; repeatable")
+
+
+def executor_of(args) -> contextlib.AbstractContextManager:
+    """The executor the options ask for, open for the length of a block."""
+    placement = Placement(address=args.address, labels=_once(args.node_labels, "--node-label"),
+                          resources=_once(args.node_resources, "--node-resource"))
+    return open_executor(args.executor, placement)
+
+
+def _once(pairs: list[tuple[str, Any]], flag: str) -> dict[str, Any]:
+    twice = sorted({key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1})
+    if twice:
+        raise RefbenchError(f"{flag} {', '.join(twice)} is given twice; give each once")
+    return dict(pairs)
 
 
 def judging_options(p: argparse.ArgumentParser) -> None:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import sys
 
-from refbench.cli._options import (csv_list, goes_on_with_resume, int_list, matrix_of, matrix_options, needs_torch,
-                                   path_option, print_table, starts_again, table_options, writable)
+from refbench.cli._options import (csv_list, executor_of, executor_options, goes_on_with_resume, int_list, matrix_of,
+                                   matrix_options, needs_torch, path_option, print_table, starts_again, table_options,
+                                   writable)
 from refbench.errors import EXIT_GATE, EXIT_OK
 from refbench.run.settings import positive_int, threads_option
 
@@ -18,8 +19,10 @@ def register(sub) -> None:
         epilog="examples:\n"
                "  refbench run --workloads lenet5,mlp --backends cpu,cpu+compile --batch-sizes 16,64\n"
                "  refbench run --workloads all --backends cuda,amp-bf16,compile --report rep\n"
-               "  refbench run ... --resume            # finish a run that was stopped")
+               "  refbench run ... --resume            # finish a run that was stopped\n"
+               "  refbench run ... --executor ray --address HEAD:6379 --node-label ray.io/accelerator-type=H100")
     matrix_options(p, required=True)
+    executor_options(p)
     p.add_argument("--resume", action="store_true", help="skip cells already finished in --out")
     p.add_argument("--retry", type=csv_list, default=[], metavar="STATUS,...",
                    help="with --resume, measure cells with these statuses again too (e.g. oom,failed); "
@@ -76,9 +79,10 @@ def cmd_run(args) -> int:
             print(f"{label}: {status}, finished by an earlier run that was stopped: appended", file=sys.stderr)
 
     try:
-        records = run_matrix(matrix, out, resume=args.resume, retry=args.retry, shard=shard,
-                             isolation=args.isolation, time_budget_s=args.time_budget, on_record=on_record,
-                             on_start=lambda n: progress.append(Progress(n, unit="cell")))
+        with executor_of(args) as executor:
+            records = run_matrix(matrix, out, resume=args.resume, retry=args.retry, shard=shard,
+                                 isolation=args.isolation, time_budget_s=args.time_budget, on_record=on_record,
+                                 on_start=lambda n: progress.append(Progress(n, unit="cell")), executor=executor)
     finally:
         for bar in progress:
             bar.close()

@@ -1,10 +1,11 @@
 """``refbench compare``, ``nightly`` and ``bisect``: what got slower, since when, and which commit did it."""
 from __future__ import annotations
 
+import contextlib
 import sys
 
-from refbench.cli._options import (judging_options, matrix_of, matrix_options, needs_torch, path_option, starts_again,
-                                   table_options, text_option, warn)
+from refbench.cli._options import (executor_of, executor_options, judging_options, matrix_of, matrix_options,
+                                   needs_torch, path_option, starts_again, table_options, text_option, warn)
 from refbench.errors import EXIT_INCOMPLETE, EXIT_OK, RefbenchError
 from refbench.run.settings import positive_int
 
@@ -40,6 +41,7 @@ def register(sub) -> None:
     p.add_argument("--window", type=positive_int, default=7, help="earlier nights the latest is judged against")
     p.add_argument("--isolation", default="forkserver", choices=["forkserver", "subprocess", "inline"],
                    help="how each cell gets its own process (inline: none, for debugging)")
+    executor_options(p)
     judging_options(p)
     p.set_defaults(func=cmd_nightly, going_on=_night_goes_on)
 
@@ -118,9 +120,10 @@ def _measure_night(args, options: dict):
     def on_record(r):
         print(f"{r['workload']} {r['backend']} {r['mode']} bs={r['batch_size']}: {r['status']}", file=sys.stderr)
 
-    return run_nightly(args.history, matrix=matrix_of(args) if args.workloads else None,
-                       benchmark_files=args.benchmark_json, isolation=args.isolation,
-                       time_budget_s=args.time_budget, on_record=on_record, **options)
+    matrix = matrix_of(args) if args.workloads else None
+    with executor_of(args) if matrix else contextlib.nullcontext() as executor:
+        return run_nightly(args.history, matrix=matrix, benchmark_files=args.benchmark_json, isolation=args.isolation,
+                           time_budget_s=args.time_budget, on_record=on_record, executor=executor, **options)
 
 
 def cmd_bisect(args) -> int:

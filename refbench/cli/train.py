@@ -1,8 +1,8 @@
 """``refbench converge`` and ``refbench sweep``: training to a target on real data, and searching its recipe."""
 from __future__ import annotations
 
-from refbench.cli._options import (csv_list, goes_on_with_resume, needs_torch, path_option, print_table, starts_again,
-                                   table_options, writable)
+from refbench.cli._options import (csv_list, executor_of, executor_options, goes_on_with_resume, needs_torch,
+                                   path_option, print_table, starts_again, table_options, writable)
 from refbench.run.settings import non_negative_int, positive_float, positive_int, threads_option
 
 
@@ -32,6 +32,7 @@ def register(sub) -> None:
     p.add_argument("--out", type=path_option, default="results/converge.jsonl",
                    help="JSONL file the records are appended to (one per seed, one summary per group)")
     p.add_argument("--resume", action="store_true", help="skip the seeds already finished in --out")
+    executor_options(p)
     table_options(p)
     p.set_defaults(func=cmd_converge, going_on=goes_on_with_resume)
 
@@ -65,8 +66,8 @@ def cmd_converge(args) -> int:
                           wall_cap_s=args.wall_cap, threads=args.threads, data_dir=args.data_dir)
     groups = request.groups()   # every bad option fails here, before anything trains
     out = writable(args.out)
-    with Progress(len(groups) * args.seeds) as progress:
-        records = run_convergence(request, out=out, resume=args.resume, progress=progress)
+    with executor_of(args) as executor, Progress(len(groups) * args.seeds) as progress:
+        records = run_convergence(request, out=out, resume=args.resume, progress=progress, executor=executor)
     summaries = [r for r in records if "seeds" in r["metrics"]]
     print_table([converge_row(r) for r in summaries], CONVERGE_COLUMNS, args)
     print(f"{len(records)} records appended to {out}")

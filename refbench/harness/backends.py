@@ -79,14 +79,16 @@ class Backend:
                 return precision
         return "fp32"
 
-    def skip_reason(self, workload, mode: str, *, cuda_available: bool | None = None) -> str | None:
-        """Why this backend cannot run ``workload`` in ``mode``, found without building anything; None if it may."""
+    def skip_reason(self, workload, mode: str, *, cuda_available: bool | None = None,
+                    where: str = "this machine") -> str | None:
+        """Why this backend cannot run ``workload`` in ``mode``, found without building anything; None if it may.
+        ``cuda_available`` (default: this machine's) says whether ``where`` the cells run has a CUDA device."""
         if workload.untimed_reason:
             return workload.untimed_reason
         if cuda_available is None:
             cuda_available = torch.cuda.is_available()
         if self.device == "cuda" and not cuda_available:
-            return "no CUDA device on this machine"
+            return f"no CUDA device on {where}"
         for a, b in _EXCLUSIVE:
             if self.has(a) and self.has(b):
                 return f"{a} and {b} cannot be combined"

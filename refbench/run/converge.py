@@ -23,16 +23,20 @@ its records; the last summary of a group is the current one.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from refbench.harness import backends
 from refbench.run.convergence import budget_of, converge, skip_reason, target_of
+from refbench.run.executors import Executor, Lost, Needs
+from refbench.run.executors.local import LocalExecutor
 from refbench.run.parity import group_summary
 from refbench.run.progress import Progress
 from refbench.run.runner import RETRY_STATUSES
@@ -112,7 +116,9 @@ class Convergence:
                 order.append(base)
         return order + [name for name in self.backends if name not in order]
 
-    def groups(self) -> list["Group"]:
+    def groups(self, *, cuda_available: bool | None = None, where: str = "this machine") -> list["Group"]:
+        """Every group, in the order they train (each device's base first); ``cuda_available`` and ``where``: the
+        machines that train them (default: this one)."""
         self.validate()
         groups = []
         for name in self.workload_names():
@@ -123,7 +129,7 @@ class Convergence:
                 for asked in variants:
                     for name_ in self.backend_order():
                         backend = backends.resolve(name_)
-                        skip = skip_reason(workload, backend)
+                        skip = skip_reason(workload, backend, cuda_available=cuda_available, where=where)
                         asked_variant = {**target.variant, **asked}
                         variant = workload.resolve_variant(**asked_variant) if skip else \
                             backend.variant_for(workload, asked_variant)
@@ -185,10 +191,17 @@ def record_key(record: dict[str, Any]) -> tuple:
 
 
 def run_convergence(request: Convergence, *, out: str | os.PathLike | None = None, resume: bool = False,
-                    progress: Progress | None = None, on_summary: Callable[[dict], None] = lambda r: None
-                    ) -> list[dict[str, Any]]:
-    """Train every group of ``request`` (module docstring); return the records this call appended."""
-    groups = request.groups()
+                    progress: Progress | None = None, on_summary: Callable[[dict], None] = lambda r: None,
+                    executor: Executor | None = None) -> list[dict[str, Any]]:
+    """Train every group of ``request`` (module docstring); return the records this call appended.
+
+    ``executor`` (refbench.run.executors; default: this process, a seed at a
+    time) trains the seeds, each record carrying the machine that trained it;
+    a group's summary follows once its seeds and those of the groups before it
+    are in.
+    """
+    executor = executor or LocalExecutor()
+    groups = request.groups(cuda_available=executor.cuda_available(), where=executor.where())
     if resume and out is None:
         raise RefbenchError("--resume needs --out: the file whose finished runs are skipped")
     history = [r for r in read_results(out) if r.get("mode") == "converge"] \
@@ -196,17 +209,75 @@ def run_convergence(request: Convergence, *, out: str | os.PathLike | None = Non
     session = _Session(request, history, progress or Progress(len(groups) * request.seeds, terminal=False))
     writer = ResultWriter(out) if out is not None else None
     try:
-        for group in groups:
-            for record in session.run_group(group, groups):
-                if writer:
-                    writer.append(record)
-                if "seeds" in record["metrics"]:
-                    on_summary(record)
+        for record in session.run(groups, executor):
+            if writer:
+                writer.append(record)
+            if "seeds" in record["metrics"]:
+                on_summary(record)
     finally:
         if writer:
             writer.close()
         session.progress.close()
     return session.appended
+
+
+def identity(workload: Workload, group: "Group") -> dict[str, Any]:
+    """What every record of the group says, run or not."""
+    target = workload.targets[group.target]
+    return {"target": group.target, "target_metric": target.metric, "threshold": target.threshold,
+            "higher_is_better": target.higher_is_better, "task": workload.task, "recipe": group.recipe,
+            "budget": group.budget}
+
+
+def group_record(workload: Workload, group: "Group", status: str, error: str | None, metrics: dict, *, run_id: str,
+                 env: dict, dataset: str | None = None) -> dict:
+    return make_record(run_id=run_id, env=env, workload=group.workload, variant=group.variant, backend=group.backend,
+                       mode="converge", dataset=dataset, status=status, error=error,
+                       batch_size=workload.recipe(group.recipe).batch_size, metrics=metrics)
+
+
+def train_seed(request: Convergence, group: "Group", seed: int, *, workload: Workload, run_id: str, env: dict,
+               on_eval: Callable | None = None) -> dict:
+    """Train one seed of ``group`` in this process; its record, whatever happened (a skip, an error, out of
+    memory: each a record, and the next seed goes on)."""
+    record = functools.partial(group_record, workload, group, run_id=run_id, env=env)
+    seeded = {**identity(workload, group), "seed": seed}
+    try:
+        run = converge(workload, group.target, backend=group.backend, seed=seed, recipe=group.recipe,
+                       variant=group.asked, data_dir=request.data_dir, max_steps=request.max_steps,
+                       wall_cap_s=request.wall_cap_s, threads=request.threads,
+                       on_eval=on_eval or (lambda point: None))
+    except backends.SkipCell as exc:
+        return record("skipped", str(exc), seeded)
+    except RefbenchError as exc:
+        return record("error", str(exc), seeded)
+    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+        return record("oom", f"{type(exc).__name__}: {exc}"[:2000], seeded)
+    except Exception as exc:  # the run's own failure: a record, and the next run goes on
+        from refbench.run.worker import error_tail
+
+        status = "oom" if "can't allocate memory" in str(exc) or "out of memory" in str(exc) else "error"
+        return record(status, error_tail(traceback.format_exc()), seeded)
+    return make_record(run_id=run_id, env=env, workload=run.workload, variant=run.variant, backend=run.backend,
+                       mode="converge", batch_size=run.batch_size, dataset=run.dataset, status=run.status,
+                       error=run.error, metrics=run.metrics())
+
+
+_node_workloads: dict[str, Workload] = {}
+
+
+def train_on_node(item: tuple["Group", int], *, request: Convergence, run_id: str) -> Iterator[dict]:
+    """One seed on the machine a remote executor chose (the executors' protocol: that machine's ``env``, then the
+    seed's record); the machine keeps one instance of each workload, as a local call does."""
+    from refbench.harness.machine import collect_env
+    from refbench.harness.step import set_threads
+
+    group, seed = item
+    set_threads(request.threads)
+    env = collect_env()
+    yield env
+    workload = _node_workloads.setdefault(group.workload, get_workload(group.workload))
+    yield train_seed(request, group, seed, workload=workload, run_id=run_id, env=env)
 
 
 class _Session:
@@ -228,69 +299,86 @@ class _Session:
             self.workloads[name] = get_workload(name)
         return self.workloads[name]
 
-    def run_group(self, group: Group, groups: list[Group]):
-        """Yield the group's new records: its seeds' and then its summary."""
+    def run(self, groups: list[Group], executor: Executor) -> Iterator[dict]:
+        """Yield the new records: each seed's as it ends, each group's summary once the groups up to it are done."""
         seeds = list(range(self.request.seeds))
-        skip = group.skip or next((r["error"] for r in self._group_records(group, summaries=True)
-                                   if r["status"] == "skipped"), None)
-        new = 0
-        for seed in seeds:
+        skips: dict[tuple, str] = {}       # group key -> why the group cannot train
+        counted: Counter = Counter()       # progress units given, by group key
+        new: Counter = Counter()           # seeds trained by this call, by group key
+        runs = []
+        for group in groups:
+            skip = group.skip or next((r["error"] for r in self._group_records(group, summaries=True)
+                                       if r["status"] == "skipped"), None)
             if skip:
-                break
-            if self._finished(group, seed):
-                self.progress.done(f"{group.label()} seed {seed}: finished earlier (resumed)")
+                skips[group.key()] = skip
                 continue
-            record = self._run_seed(group, seed)
+            for seed in seeds:
+                if self._finished(group, seed):
+                    self.progress.done(f"{group.label()} seed {seed}: finished earlier (resumed)")
+                    counted[group.key()] += 1
+                else:
+                    runs.append((group, seed))
+        remaining = Counter(group.key() for group, _ in runs)
+        waiting = list(groups)             # groups whose summary is still to come, in order
+
+        def summaries() -> Iterator[dict]:
+            while waiting and not remaining[waiting[0].key()]:
+                group = waiting.pop(0)
+                key = group.key()
+                yield from self._close(group, groups, seeds, skips.get(key), len(seeds) - counted[key], new[key])
+
+        yield from summaries()
+        if executor.remote:
+            train = functools.partial(train_on_node, request=self.request, run_id=self.run_id)
+        else:
+            train = functools.partial(self._train_here, skips=skips)
+        threads = self.request.threads
+        for (group, seed), record in executor.map(
+                train, runs, lost=lambda run, lost: self._lost(*run, lost),
+                needs=lambda run: Needs(cpus=threads if isinstance(threads, int) else None,
+                                        gpus=1 if backends.resolve(run[0].backend).device == "cuda" else 0)):
+            key = group.key()
+            remaining[key] -= 1
             if record["status"] == "skipped":
-                skip = record["error"]
-                break
-            new += 1
-            yield self._keep(record)
-            self.progress.done(_seed_line(group, record))
+                skips.setdefault(key, record["error"])
+            else:
+                new[key] += 1
+                counted[key] += 1
+                yield self._keep(record)
+                self.progress.done(_seed_line(group, record))
+            yield from summaries()
+
+    def _train_here(self, run: tuple[Group, int], *, skips: dict[tuple, str]) -> Iterator[dict]:
+        """A seed in this process (the executors' protocol); a group found skipped trains no further seed."""
+        group, seed = run
+        yield self.env
+        workload = self._workload(group.workload)
+        if group.key() in skips:
+            yield self._record(group, "skipped", skips[group.key()], {**identity(workload, group), "seed": seed})
+            return
+        yield train_seed(self.request, group, seed, workload=workload, run_id=self.run_id, env=self.env,
+                         on_eval=lambda p: self.progress.note(
+                             f"{group.label()} seed {seed}: step {p.step}, "
+                             + ", ".join(f"{k} {v:.4f}" for k, v in list(p.metrics.items())[:1])))
+
+    def _lost(self, group: Group, seed: int, lost: Lost) -> dict:
+        """The record of a seed a remote executor lost (its worker killed, its node lost)."""
+        return group_record(self._workload(group.workload), group, lost.status, lost.error,
+                            {**identity(self._workload(group.workload), group), "seed": seed}, run_id=self.run_id,
+                            env=lost.env or self.env)
+
+    def _close(self, group: Group, groups: list[Group], seeds: list[int], skip: str | None, left: int,
+               new: int) -> Iterator[dict]:
+        """The group's summary: a skipped one (once) when it cannot train, else its verdict when this call trained
+        a seed of it or none was written before."""
         if skip:
-            self.progress.done(f"{group.label()}: skipped ({skip})", units=len(seeds) - new)
+            self.progress.done(f"{group.label()}: skipped ({skip})", units=left)
             if not any(r["status"] == "skipped" for r in self._group_records(group, summaries=True)):
-                yield self._keep(self._record(group, "skipped", skip, {**self._identity(group), "seeds": {
-                    "asked": seeds}}))
+                yield self._keep(self._record(group, "skipped", skip, {**identity(self._workload(group.workload),
+                                                                                  group), "seeds": {"asked": seeds}}))
             return
         if new or not self._group_records(group, summaries=True):
             yield self._keep(self._summary(group, groups, seeds))
-
-    # ----- one seed -----
-
-    def _run_seed(self, group: Group, seed: int) -> dict:
-        request = self.request
-        workload = self._workload(group.workload)
-        identity = {**self._identity(group), "seed": seed}
-        try:
-            run = converge(workload, group.target, backend=group.backend, seed=seed, recipe=group.recipe,
-                           variant=group.asked, data_dir=request.data_dir, max_steps=request.max_steps,
-                           wall_cap_s=request.wall_cap_s, threads=request.threads,
-                           on_eval=lambda p: self.progress.note(
-                               f"{group.label()} seed {seed}: step {p.step}, "
-                               + ", ".join(f"{k} {v:.4f}" for k, v in list(p.metrics.items())[:1])))
-        except backends.SkipCell as exc:
-            return self._record(group, "skipped", str(exc), identity)
-        except RefbenchError as exc:
-            return self._record(group, "error", str(exc), identity)
-        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
-            return self._record(group, "oom", f"{type(exc).__name__}: {exc}"[:2000], identity)
-        except Exception as exc:  # the run's own failure: a record, and the next run goes on
-            from refbench.run.worker import error_tail
-
-            status = "oom" if "can't allocate memory" in str(exc) or "out of memory" in str(exc) else "error"
-            return self._record(group, status, error_tail(traceback.format_exc()), identity)
-        return make_record(run_id=self.run_id, env=self.env, workload=run.workload, variant=run.variant,
-                           backend=run.backend, mode="converge", batch_size=run.batch_size, dataset=run.dataset,
-                           status=run.status, error=run.error, metrics=run.metrics())
-
-    def _identity(self, group: Group) -> dict[str, Any]:
-        """What every record of the group says, run or not."""
-        workload = self._workload(group.workload)
-        target = workload.targets[group.target]
-        return {"target": group.target, "target_metric": target.metric, "threshold": target.threshold,
-                "higher_is_better": target.higher_is_better, "task": workload.task, "recipe": group.recipe,
-                "budget": group.budget}
 
     # ----- the group's summary -----
 
@@ -305,7 +393,9 @@ class _Session:
             runs, base=group.base, base_records=self._seed_records(base, seeds) if base else [],
             fixed_records=self._seed_records(fixed, seeds) if fixed else None)
         dataset = next((r["dataset"] for r in runs if r["dataset"]), None)
-        record = self._record(group, status, error, metrics, dataset=dataset)
+        machines = {r["env"].get("env_key"): r["env"] for r in runs}
+        env = next(iter(machines.values())) if len(machines) == 1 else self.env
+        record = self._record(group, status, error, metrics, dataset=dataset, env=env)
         self.progress.done(_summary_line(group, record), units=0)
         return record
 
@@ -322,11 +412,10 @@ class _Session:
         return any(r["metrics"]["seed"] == seed and r["status"] not in RETRY_STATUSES
                    for r in self._group_records(group))
 
-    def _record(self, group: Group, status: str, error: str | None, metrics: dict, *, dataset=None) -> dict:
-        workload = self._workload(group.workload)
-        return make_record(run_id=self.run_id, env=self.env, workload=group.workload, variant=group.variant,
-                           backend=group.backend, mode="converge", dataset=dataset, status=status, error=error,
-                           batch_size=workload.recipe(group.recipe).batch_size, metrics=metrics)
+    def _record(self, group: Group, status: str, error: str | None, metrics: dict, *, dataset=None,
+                env: dict | None = None) -> dict:
+        return group_record(self._workload(group.workload), group, status, error, metrics, run_id=self.run_id,
+                            env=env or self.env, dataset=dataset)
 
     def _keep(self, record: dict) -> dict:
         self.records.append(record)

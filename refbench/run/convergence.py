@@ -172,8 +172,10 @@ def budget_of(target: Target) -> dict[str, Any]:
     return {"max_epochs": target.max_epochs, "max_steps": target.max_steps, "stop_at_target": target.stop_at_target}
 
 
-def skip_reason(workload: Workload, backend: backends.Backend) -> str | None:
-    """Why ``backend`` cannot train ``workload`` to a target; None if it can.
+def skip_reason(workload: Workload, backend: backends.Backend, *, cuda_available: bool | None = None,
+                where: str = "this machine") -> str | None:
+    """Why ``backend`` cannot train ``workload`` to a target; None if it can (``cuda_available`` and ``where``:
+    the machines that train, as ``Backend.skip_reason``'s).
 
     A workload with no torch step to time (a scikit-learn search) still
     trains, but only on the plain CPU: no backend has anything to change in it.
@@ -182,7 +184,7 @@ def skip_reason(workload: Workload, backend: backends.Backend) -> str | None:
         if backend.device == "cpu" and not backend.modifiers:
             return None
         return f"{workload.name} trains outside torch ({workload.untimed_reason}); it converges on cpu only"
-    return backend.skip_reason(workload, "train")
+    return backend.skip_reason(workload, "train", cuda_available=cuda_available, where=where)
 
 
 def converge(workload: Workload | str, target: str = "quick", *, backend: backends.Backend | str = "cpu",

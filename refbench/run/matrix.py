@@ -54,11 +54,13 @@ class Cell:
 
 
 def plan_cell(workload_name: str, backend_name: str, mode: str, batch_size: int,
-              variant: dict[str, Any] | None = None) -> Cell:
-    """The cell, with the one decision on skipping it and its one resolved variant."""
+              variant: dict[str, Any] | None = None, *, cuda_available: bool | None = None,
+              where: str = "this machine") -> Cell:
+    """The cell, with the one decision on skipping it and its one resolved variant; ``cuda_available`` (default:
+    this machine's) says whether ``where`` the cell runs has a CUDA device."""
     workload, backend = get_workload(workload_name), backends.resolve(backend_name)
     variant = dict(variant or {})
-    skip = backend.skip_reason(workload, mode)
+    skip = backend.skip_reason(workload, mode, cuda_available=cuda_available, where=where)
     resolved = workload.resolve_variant(**variant) if skip else backend.variant_for(workload, variant)
     return Cell(workload_name, backend_name, mode, batch_size, resolved, skip)
 
@@ -109,11 +111,12 @@ class Matrix:
                                     f"({', '.join(names)}); add it to --workloads or drop the --variant")
             get_workload(name).resolve_variant(**variant)
 
-    def cells(self) -> list[Cell]:
-        """Every cell, backend-major (the order ``--shard`` splits; ``cheapest_first`` reorders a budgeted run)."""
+    def cells(self, *, cuda_available: bool | None = None, where: str = "this machine") -> list[Cell]:
+        """Every cell, backend-major (the order ``--shard`` splits; ``cheapest_first`` reorders a budgeted run);
+        ``cuda_available`` and ``where`` as ``plan_cell``'s (the machines an executor reaches)."""
         self.validate()
         names = self.workload_names()
-        return [plan_cell(w, b, m, bs, self.variants.get(w))
+        return [plan_cell(w, b, m, bs, self.variants.get(w), cuda_available=cuda_available, where=where)
                 for b in self.backends for w in names for m in self.modes for bs in self.batch_sizes]
 
 

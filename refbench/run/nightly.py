@@ -30,14 +30,17 @@ from refbench.records.schema import MATRIX_MODES
 from refbench.records.store import read_results
 from refbench.regress import history
 from refbench.regress.nightly import NightlyResult, judge_history, judge_machine, write_index
+from refbench.run.executors import Executor
 from refbench.run.matrix import Matrix
 from refbench.run.runner import append_leftovers, run_matrix
 
 
 def run_nightly(directory: str | os.PathLike, *, matrix=None, benchmark_files: Sequence[str] = (),
                 isolation: str = "forkserver", time_budget_s: float | None = None,
-                on_record: Callable[[dict], None] = lambda r: None, **options) -> NightlyResult:
-    """Measure, store and judge a night (module docstring)."""
+                on_record: Callable[[dict], None] = lambda r: None, executor: Executor | None = None,
+                **options) -> NightlyResult:
+    """Measure, store and judge a night (module docstring); ``executor`` (default: this machine) runs its cells,
+    each record filed under the machine that measured it."""
     directory = history.check_dir(directory)
     interrupted = _store_interrupted_nights(directory)
     earlier, notes = history.nights(directory)     # a history that cannot be read fails before anything runs
@@ -49,14 +52,15 @@ def run_nightly(directory: str | os.PathLike, *, matrix=None, benchmark_files: S
     scratch = directory / f".night-{os.getpid()}.jsonl"
     records = []
     if matrix is not None:
-        records += run_matrix(matrix, scratch, isolation=isolation, time_budget_s=time_budget_s, on_record=on_record)
+        records += run_matrix(matrix, scratch, isolation=isolation, time_budget_s=time_budget_s, on_record=on_record,
+                              executor=executor)
     for path in benchmark_files:
         got, _, left_out = benchmark_json.records(path)
         records += got
         interrupted += left_out
     reruns = _flagged_matrix_cells(earlier, records, options)
     for cell in reruns:
-        records += _rerun(cell, matrix, scratch, isolation, on_record)
+        records += _rerun(cell, matrix, scratch, isolation, on_record, executor)
     if scratch.exists():
         records = [*read_results(scratch), *[r for r in records if r.get("mode") == benchmark_json.MODE]]
     stored = history.store(directory, records)
@@ -117,10 +121,10 @@ def _flagged_matrix_cells(earlier: list[history.Night], records: list[dict], opt
     return flagged
 
 
-def _rerun(record: dict, matrix, scratch: Path, isolation: str, on_record) -> list[dict]:
+def _rerun(record: dict, matrix, scratch: Path, isolation: str, on_record, executor: Executor | None) -> list[dict]:
     again = Matrix(workloads=[record["workload"]], backends=[record["backend"]], modes=[record["mode"]],
                    batch_sizes=[record["batch_size"]], variants={record["workload"]: record.get("variant") or {}},
                    settings=matrix.settings)
-    return run_matrix(again, scratch, isolation=isolation, on_record=on_record)
+    return run_matrix(again, scratch, isolation=isolation, on_record=on_record, executor=executor)
 
 

@@ -16,23 +16,30 @@ once (``isolation="forkserver"``, the default): a fresh interpreter per cell
 cell on a small CPU. The fork server never initialises CUDA, so every
 child starts with its own CUDA context. ``"inline"`` measures in this process
 (for debugging and for ``refbench validate``'s comparison).
+
+Which machine measures a cell is an executor's choice (refbench.run.executors):
+by default this one, a cell after another; a remote executor (a Ray cluster)
+runs ``measure_on_node`` on the node it picks, which measures the cell with
+``run_cell`` there, and this process appends the records as they come back.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.util
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Collection, Iterable
+from typing import Callable, Collection, Iterable, Iterator
 
+from refbench.harness import backends
 from refbench.harness.machine import collect_env
 from refbench.run.matrix import Cell, Matrix, cheapest_first
 from refbench.records.schema import MATRIX_MODES, STATUSES, cell_key, new_run_id
@@ -40,7 +47,9 @@ from refbench.records.store import ResultWriter, dumps_record, read_results
 from refbench.run.settings import Settings
 from refbench.run.throughput import Outcome
 from refbench.errors import EXIT_GATE, EXIT_INCOMPLETE, EXIT_OK, RefbenchError
-from refbench.lifeline import alive, remove_on_death
+from refbench.lifeline import alive, remove_on_death, scratch_dir
+from refbench.run.executors import Executor, Needs
+from refbench.run.executors.local import LocalExecutor
 
 ISOLATIONS = ("forkserver", "subprocess", "inline")
 # Cells a resumed run measures again: those that never got to finish.
@@ -79,13 +88,18 @@ def finished_keys(path: str | os.PathLike, retry: Iterable[str] = ()) -> set[tup
 def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False, retry: Iterable[str] = (),
                shard: tuple[int, int] | None = None, isolation: str = "forkserver",
                time_budget_s: float | None = None, on_record: Callable[[dict], None] = lambda r: None,
-               on_start: Callable[[int], None] = lambda n: None, only: Collection[tuple] | None = None) -> list[dict]:
+               on_start: Callable[[int], None] = lambda n: None, only: Collection[tuple] | None = None,
+               executor: Executor | None = None) -> list[dict]:
     """Run the cells of ``matrix`` (module docstring); return the records appended to ``out``.
 
     Records a killed earlier run finished but never appended (left in the
     cells' scratch folder next to ``out``) are appended first. ``on_start``
     hears how many cells this run will measure. ``only``, when given, keeps
     the cells whose ``Cell.key()`` it holds (a plan that chose them one by one).
+    ``executor`` (refbench.run.executors; default: this machine, a cell at a
+    time) runs the cells; whatever runs them, each is measured by ``run_cell``'s
+    launcher in a child process on the machine that runs it, its record carries that
+    machine's ``env``, and this process appends it.
     """
     if isolation not in ISOLATIONS:
         raise RefbenchError(f"unknown isolation {isolation!r}; use one of {', '.join(ISOLATIONS)}")
@@ -96,7 +110,8 @@ def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False, 
         raise RefbenchError(f"--retry {', '.join(bad_retry)}: not a status; statuses: {', '.join(STATUSES)}")
     if retry and not resume:
         raise RefbenchError("--retry picks which finished cells --resume measures again: add --resume, or drop --retry")
-    cells = matrix.cells()
+    executor = executor or LocalExecutor()
+    cells = matrix.cells(cuda_available=executor.cuda_available(), where=executor.where())
     settings = matrix.settings
     from refbench.harness.step import set_threads
 
@@ -104,8 +119,7 @@ def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False, 
     run_id, env = new_run_id(), collect_env()
     records = []
     with ResultWriter(out) as writer:
-        launcher = _Launcher(isolation, settings.timeout_s, _scratch(out))
-        for record in launcher.leftovers(out):
+        for record in _Launcher("inline", 0.0, _scratch(out)).leftovers(out):
             writer.append(record)
             records.append(record)
             on_record(record)
@@ -114,21 +128,65 @@ def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False, 
         if time_budget_s is not None:
             cells = cheapest_first(cells)
         on_start(len(cells))
-        started = time.perf_counter()
-        for cell in cells:
-            if cell.skip:
-                record = cell.record(Outcome("skipped", cell.skip), run_id=run_id, env=env)
-            elif time_budget_s is not None and time.perf_counter() - started > time_budget_s:
-                record = cell.record(Outcome("not_run", f"the matrix's time budget of {time_budget_s:g} s was "
-                                                           "used up before this cell started; `--resume` runs it"),
-                                   run_id=run_id, env=env)
-            else:
-                record = launcher.run(cell, settings, run_id=run_id, env=env)
+        deadline = None if time_budget_s is None else time.time() + time_budget_s
+        launcher = None if executor.remote else _Launcher(isolation, settings.timeout_s, _scratch(out))
+        if launcher is None:
+            measure = functools.partial(measure_on_node, settings=settings, run_id=run_id, isolation=isolation,
+                                        deadline=deadline, budget_s=time_budget_s)
+        else:
+            measure = functools.partial(_measure_here, launcher=launcher, settings=settings, run_id=run_id, env=env,
+                                        deadline=deadline, budget_s=time_budget_s)
+        needs = functools.partial(cell_needs, threads=settings.threads)
+        for _, record in executor.map(measure, cells, needs=needs, lost=lambda cell, lost: cell.record(
+                Outcome(lost.status, lost.error), run_id=run_id, env=lost.env or env)):
             writer.append(record)
-            launcher.done(record)
+            if launcher is not None:
+                launcher.done(record)
             records.append(record)
             on_record(record)
     return records
+
+
+def cell_needs(cell: Cell, *, threads: int | str | None) -> Needs | None:
+    """What a cell needs of the machine that measures it: a CPU per thread (every CPU of a node for ``all``) and a
+    GPU for a CUDA backend; nothing for a skipped cell, which is recorded where the run is."""
+    if cell.skip:
+        return None
+    return Needs(cpus=threads if isinstance(threads, int) else None,
+                 gpus=1 if backends.resolve(cell.backend).device == "cuda" else 0)
+
+
+def _unmeasured(cell: Cell, deadline: float | None, budget_s: float | None) -> Outcome | None:
+    """Why the cell is not measured (skipped; its run's time budget used up before it started), None if it is."""
+    if cell.skip:
+        return Outcome("skipped", cell.skip)
+    if deadline is not None and time.time() > deadline:
+        return Outcome("not_run", f"the matrix's time budget of {budget_s:g} s was used up before this cell "
+                                  f"started; `--resume` runs it")
+    return None
+
+
+def _measure_here(cell: Cell, *, launcher: "_Launcher", settings: Settings, run_id: str, env: dict,
+                  deadline: float | None, budget_s: float | None) -> Iterator[dict]:
+    """A cell of a run on this machine (the executors' protocol: the machine, then the record)."""
+    yield env
+    outcome = _unmeasured(cell, deadline, budget_s)
+    yield cell.record(outcome, run_id=run_id, env=env) if outcome else launcher.run(cell, settings, run_id=run_id,
+                                                                                     env=env)
+
+
+def measure_on_node(cell: Cell, *, settings: Settings, run_id: str, isolation: str, deadline: float | None,
+                    budget_s: float | None) -> Iterator[dict]:
+    """A cell of a run on the machine a remote executor chose: that machine's ``env``, then the cell's record,
+    measured by ``run_cell`` (a child process, in a scratch folder of this machine's own)."""
+    from refbench.harness.step import set_threads
+
+    set_threads(settings.threads)
+    env = collect_env()
+    yield env
+    outcome = _unmeasured(cell, deadline, budget_s)
+    yield cell.record(outcome, run_id=run_id, env=env) if outcome else run_cell(
+        cell, settings, isolation=isolation, run_id=run_id, env=env)
 
 
 NOT_MEASURED = ("not_run", "timeout", "error", "oom")
@@ -162,15 +220,18 @@ def summary_line(records: list[dict], resume_hint: str = "rerun the same command
     return f"complete: every cell measured ({counted})"
 
 
-def run_cell(cell: Cell, settings: Settings | None = None, *, isolation: str = "forkserver") -> dict:
-    """Measure one cell (``refbench.run.matrix.plan_cell`` makes one) and return its record, written nowhere."""
+def run_cell(cell: Cell, settings: Settings | None = None, *, isolation: str = "forkserver",
+             run_id: str | None = None, env: dict | None = None) -> dict:
+    """Measure one cell (``refbench.run.matrix.plan_cell`` makes one) and return its record, written nowhere.
+
+    ``run_id`` and ``env`` default to a new run's and this machine's."""
     settings = settings or Settings()
     settings.validate()
-    run_id, env = new_run_id(), collect_env()
+    run_id, env = run_id or new_run_id(), env or collect_env()
     if cell.skip:
         return cell.record(Outcome("skipped", cell.skip), run_id=run_id, env=env)
-    with tempfile.TemporaryDirectory(prefix="refbench-cells-") as scratch:
-        return _Launcher(isolation, settings.timeout_s, Path(scratch)).run(cell, settings, run_id=run_id, env=env)
+    with scratch_dir("refbench-cells-") as scratch:
+        return _Launcher(isolation, settings.timeout_s, scratch).run(cell, settings, run_id=run_id, env=env)
 
 
 def append_leftovers(out: str | os.PathLike) -> list[dict]:
@@ -207,7 +268,7 @@ class _Launcher:
             # child could not use.
             os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
             self.context = multiprocessing.get_context("forkserver")
-            self.context.set_forkserver_preload(["refbench.run.worker"])
+            self.context.set_forkserver_preload(["refbench.run.worker", *filter(None, [_main_module()])])
             remove_on_death(multiprocessing.util.get_temp_dir())   # the fork server's socket, should this die
 
     def leftovers(self, out: Path) -> list[dict]:
@@ -277,7 +338,9 @@ class _Launcher:
         if self.isolation == "forkserver":
             from refbench.run.worker import run_child
 
-            process = self.context.Process(target=run_child, args=(payload, record, log, launched_at), daemon=True)
+            environ = _since_forkserver_start()
+            process = self.context.Process(target=run_child, args=(payload, record, log, launched_at, environ),
+                                           daemon=True)
             process.start()
             try:
                 process.join(self.timeout_s)
@@ -327,6 +390,47 @@ class _Launcher:
             return Outcome("error", f"the worker was killed by SIGKILL {source}, without a result; `--resume` "
                                     f"measures it again{said}")
         return Outcome("error", f"the worker died ({how}) without a result{said}")
+
+
+def _main_module() -> str | None:
+    """This process's main module by its import name, where it was started as a file of an installed package (a Ray
+    worker's ``ray/_private/workers/default_worker.py``); None otherwise (a user's script is never imported here).
+
+    A child forked from the fork server runs such a main file again before its work, as multiprocessing does
+    with a main module it knows only by path (the fork server would import it once, but ensure_running
+    drops the path), and a Ray worker's main imports Ray: a second or more of every cell. Imported into the
+    fork server by name, its imports are there already for each child."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if getattr(main, "__spec__", None) is not None or not path:
+        return None
+    path = Path(path).resolve().with_suffix("")
+    for entry in sys.path:
+        try:
+            parts = path.relative_to(Path(entry or os.curdir).resolve()).parts
+        except ValueError:
+            continue
+        if parts and all(part.isidentifier() for part in parts) and Path(entry).name in ("site-packages",
+                                                                                        "dist-packages"):
+            return ".".join(parts)
+    return None
+
+
+# The environment each process's fork server started with, by the process's pid.
+_forkserver_environ: dict[int, dict[str, str]] = {}
+
+
+def _since_forkserver_start() -> dict[str, str | None]:
+    """What this process's environment changed since its fork server started (None: a variable removed), which
+    each child takes on: a Ray worker, say, is given its own CUDA_VISIBLE_DEVICES for each task it runs. The fork
+    server is started here, on the first call, with the environment of the moment."""
+    started = _forkserver_environ.get(os.getpid())
+    if started is None:
+        started = _forkserver_environ[os.getpid()] = dict(os.environ)
+        multiprocessing.forkserver.ensure_running()
+        return {}
+    changed: dict[str, str | None] = {k: v for k, v in os.environ.items() if started.get(k) != v}
+    return {**changed, **{k: None for k in started if k not in os.environ}}
 
 
 def _oom_kills() -> int | None:

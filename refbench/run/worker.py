@@ -92,16 +92,23 @@ def _environ(**values: str):
 
 
 def run_child(payload: dict, record_path: str, log_path: str | None = None,
-              launched_at: float | None = None) -> None:
+              launched_at: float | None = None, environ: dict[str, str | None] | None = None) -> None:
     """Entry point in the child: own process group and watchdog (module docstring), output to ``log_path``.
 
     ``payload`` holds the cell, its settings, the runner's pid and the
     run's id and environment; the record is written to ``record_path``
     (whole, by a rename). ``launched_at`` (the parent's ``time.time()``
     before it started this process) gives ``startup_s``: process start and
-    imports, the harness's own overhead before the cell begins.
+    imports, the harness's own overhead before the cell begins. ``environ``:
+    the variables the runner's environment has changed since the fork server
+    this child comes from started (None: removed), set before anything else.
     """
     entered = time.time()
+    for key, value in (environ or {}).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     if os.getpgid(0) != os.getpid():  # started by `python -m refbench.run.worker` it leads its group already
         os.setsid()
     cell, settings = Cell.from_dict(payload["cell"]), Settings.from_dict(payload["settings"])

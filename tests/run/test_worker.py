@@ -62,3 +62,19 @@ def test_the_healthy_cell_after_them_is_measured(faulty_run):
 def test_python_m_refbench_worker_runs_a_cell_in_a_fresh_interpreter(tmp_path):
     (record,) = run_matrix(_spec(["test_tiny"]), tmp_path / "r.jsonl", isolation="subprocess")
     assert record["status"] == "ok", record["error"]
+
+
+def test_a_cell_forked_from_the_fork_server_sees_the_runners_environment_of_the_moment(tmp_path, monkeypatch):
+    """A Ray worker is given its CUDA_VISIBLE_DEVICES anew for each task, long after its fork server started."""
+    from refbench.run.matrix import plan_cell
+    from refbench.run.runner import run_cell
+
+    settings = Settings(iters=2, max_warmup=2, imports=FAULTY)
+    settings.validate()     # registers the workload
+    cell = plan_cell("test_environ", "cpu", "infer", 2)
+    monkeypatch.setenv("REFBENCH_TEST_ECHO", "before")
+    assert "REFBENCH_TEST_ECHO=before" in run_cell(cell, settings)["error"]    # the fork server runs by now
+    monkeypatch.setenv("REFBENCH_TEST_ECHO", "after")
+    assert "REFBENCH_TEST_ECHO=after" in run_cell(cell, settings)["error"]
+    monkeypatch.delenv("REFBENCH_TEST_ECHO")
+    assert "REFBENCH_TEST_ECHO=None" in run_cell(cell, settings)["error"]
