@@ -10,7 +10,7 @@ cut-off. For each metric, ``ratio_interval`` estimates new/base with a
   interval (the Mann-Whitney statistic's, Moses' method), widened by
   ``DRIFT``, the level a fresh process moves by on its own, which the samples
   of one run cannot see, or by ``BUSY_DRIFT`` when either side ran while other
-  processes took the cores it left free (refbench.harness.noise's ``busy``):
+  processes took the cores it left free or the host stole its time (``busy``):
   a busy machine moves a process's level far more than a quiet one does, on
   the CPU clock too, so only a change larger than that is judged;
 - from several runs a side (``MIN_RUNS`` or more): each run's median, and
@@ -218,12 +218,6 @@ def metric_interval(metric: Metric, base: dict, new: dict, *, runs_base: Sequenc
         if times is not None:   # step times: a rate's ratio is their inverse
             return _inverse(times) if metric.higher_is_better else times
     return point_interval(float(value_b), float(value_n))
-
-
-def busy(row: pd.Series | dict) -> bool:
-    """Whether the load probe saw other processes take the cores the cell left free while it was timed."""
-    kinds = row.get("noise.kinds")
-    return isinstance(kinds, (list, tuple, np.ndarray)) and "busy" in list(kinds)
 
 
 def _reciprocal(x: float) -> float:
