@@ -173,10 +173,12 @@ def _base(backend: str) -> str:
 
 
 def latest(frame: pd.DataFrame) -> pd.DataFrame:
-    """The last record of each cell on each machine (by time, then by the order read), in the order read."""
+    """The last record of each cell on each machine (by time, then by the order read), in the order read; a
+    convergence cell trained under two recipes is two cells."""
     ordered = frame.assign(_read=np.arange(len(frame))).sort_values(["time", "_read"], kind="stable",
                                                                     na_position="first")
-    kept = ordered.drop_duplicates(["env_key", *CELL_KEY], keep="last")
+    recipe = ["recipe"] if "recipe" in frame.columns else []
+    kept = ordered.drop_duplicates(["env_key", *CELL_KEY, *recipe], keep="last")
     return kept.sort_values("_read").drop(columns="_read")
 
 

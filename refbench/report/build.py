@@ -370,14 +370,14 @@ def _convergence(ctx: _Context) -> list[Section]:
     rows, marks = [], []
     for _, r in runs.sort_values(["label", "backend"]).iterrows():
         reached = r["reached"] is True
-        rows.append([r["label"], r["backend"], r["dataset"] or "-", fmt(r["batch_size"], ""),
+        rows.append([r["label"], r["backend"], r.get("recipe") or "-", r["dataset"] or "-", fmt(r["batch_size"], ""),
                      f"{r['target_metric']} {fmt(r['threshold'], '.3g')}", fmt(analysis.converged_value(r), ".4g"),
                      "yes" if reached else "no", fmt(r["time_to_target_s"], ",.1f"), fmt(r.get("train_s"), ",.1f"),
                      _seeds(r), _parity(r)])
-        marks.append(["", "", "", "", "", "", "good" if reached else "bad", "", "", "",
+        marks.append(["", "", "", "", "", "", "", "good" if reached else "bad", "", "", "",
                       "bad" if r.get("parity.ok") is False else ""])
-    columns = ["workload", "backend", "dataset", "batch", "target", "final", "reached", "time to target s",
-               "trained s", "seed(s)", "parity"]
+    columns = ["workload", "backend", "recipe", "dataset", "batch", "target", "final", "reached",
+               "time to target s", "trained s", "seed(s)", "parity"]
     section.blocks.append(Table(pd.DataFrame(rows, columns=columns), pd.DataFrame(marks, columns=columns)))
     return [section]
 

@@ -81,8 +81,8 @@ def test_the_numbers_in_the_tables(full):
     assert "| mlp | 50.0 ms | 50.0 ms | 50.0 ms (compile 12.5 s) |" in md   # first step, compile time
     assert "0.0002 J (350 W)" in md                                     # energy
     assert "| cuda | 7 | 6 | 86% | 0 | 20 | lenet5 train: grad:fc.weight |" in md
-    assert "| mlp | cuda | fashion-mnist | 128 | accuracy 0.9 | 0.91 | yes | 4.0 | 4.0 | 0 | ok vs cuda (delta 0.004, margin 0.01) |" in md
-    assert "| mlp | cuda+amp-bf16 | fashion-mnist | 128 | accuracy 0.9 | 0.85 | no | - |" in md
+    assert "| mlp | cuda | fast | fashion-mnist | 128 | accuracy 0.9 | 0.91 | yes | 4.0 | 4.0 | 0 | ok vs cuda (delta 0.004, margin 0.01) |" in md
+    assert "| mlp | cuda+amp-bf16 | fast | fashion-mnist | 128 | accuracy 0.9 | 0.85 | no | - |" in md
     assert "| lenet5 | cuda | infer | 128 | 12.800 | 12.672-12.928 | 1.0% | load average 3.5 on 2 cores |" in md
     assert "| rnn_rows | cuda | train | 128 | 2.133 | 1.707-2.560 | 20.0% | CV 20% > 10% |" in md
     assert "| convnet3 | cuda | infer | 128 | 12.800 | 12.672-12.928 | 1.0% | flagged by the run |" in md
@@ -283,3 +283,13 @@ def test_a_seed_group_shows_its_mean_and_its_seeds_curves(tmp_path):
     assert "*Figure (in report.html): convergence curves*" in section
     row = next(line for line in section.splitlines() if line.startswith("| mlp |"))
     assert "| 0.905 |" in row and "| 2, std 0.0071 |" in row
+
+
+def test_a_workload_trained_under_two_recipes_is_two_rows(tmp_path):
+    """`converge --as-written` trains under the target's recipe and the document's: neither hides the other."""
+    fast = converge("mlp", recipe="fast")
+    document = converge("mlp", recipe="document", reached=False)
+    section = _report(tmp_path, [fast, document]).markdown.read_text().split("## Convergence")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| mlp |")]
+    assert [row.split(" | ")[2] for row in rows] == ["fast", "document"]
+    assert "| yes |" in rows[0] and "| no |" in rows[1]
