@@ -62,7 +62,7 @@ def cmd_run(args) -> int:
     from refbench.run.runner import exit_code, parse_shard, run_matrix, summary_line
 
     matrix = matrix_of(args)
-    shard = parse_shard(args.shard) if args.shard else None
+    shard = parse_shard(args.shard) if args.shard is not None else None
     out = writable(args.out)
     if args.report:
         from refbench.report.build import check_writable_dir

@@ -145,7 +145,9 @@ def group_summary(records: list[dict[str, Any]], *, base: str | None = None,
     finished = [r for r in records if r["status"] == "ok"]
     summary = seed_summary(finished)
     metrics: dict[str, Any] = {key: first.get(key) for key in (
-        "target", "target_metric", "threshold", "higher_is_better", "task", "recipe", "recipe_settings", "budget")}
+        "target", "target_metric", "threshold", "higher_is_better", "task", "recipe", "budget")}
+    if isinstance(first.get("recipe_settings"), dict):   # a seed that failed before training has none
+        metrics["recipe_settings"] = first["recipe_settings"]
     metrics["seeds"] = {**summary, "asked": [r["metrics"]["seed"] for r in records]}
     for key in ("train_s", "steady_train_s", "eval_s", "wall_s", "first_step_s"):
         metrics[key] = _mean(finished, key)

@@ -24,6 +24,7 @@ RUN = ["run", "--workloads", "mlp", "--modes", "infer", "--batch-sizes", "2", "-
     (["run"], "the following arguments are required: --workloads"),
     (["run", "--workloads", "mlp", "--batch-sizes", "x"], "expected comma-separated integers"),
     (["run", "--workloads", "mlp", "--shard", "3/2"], "--shard 3/2"),
+    (["run", "--workloads", "mlp", "--shard", ""], "--shard takes i/n"),
     (["run", "--workloads", "mlp", "--out", "/proc/bench.jsonl"], "cannot write results to /proc/bench.jsonl"),
     (["run", "--workloads", "mlp", "--import", "no_such_module_here"], "cannot import 'no_such_module_here'"),
     (["report", "/nonexistent/r.jsonl"], "no result file /nonexistent/r.jsonl"),

@@ -162,3 +162,16 @@ def test_progress_on_a_terminal_is_a_bar():
         progress.done("first: ok")
     text = stream.getvalue()
     assert "first: ok" in text and "1/2" in text and "run" in text
+
+
+def test_a_data_set_missing_from_the_data_dir_is_an_error_record_and_exit_3(tmp_path, capsys):
+    """Every seed fails before training (no data): each is a record naming the missing data set, and so is the
+    group's summary, whose recipe settings no seed ever had."""
+    out = tmp_path / "c.jsonl"
+    (tmp_path / "data").mkdir()
+    assert main(["converge", "--workloads", "mlp", "--seeds", "1", "--data-dir", str(tmp_path / "data"),
+                 "--out", str(out)]) == 3
+    records = read_results(out)
+    assert [r["status"] for r in records] == ["error", "error"]
+    assert all("data set fashion-mnist is not in" in r["error"] for r in records)
+    assert "Traceback" not in capsys.readouterr().err
