@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Sequence
 
 from refbench.kernelbench.asm import TARGETS
-from refbench.lifeline import die_with, run_group
+from refbench.lifeline import die_with, run_group, scratch_dir
 
 # Per-SM limits live in kernel_asm.TARGETS; these are the H100 and H200 SXM parts' SMs and L2.
 DEVICES = {"sm_90": {"multiprocessors": 132, "l2_bytes": 50 * 2**20}}
@@ -109,8 +109,10 @@ def static_check(cases: Sequence[Case], *, target: str = "sm_90", jobs: int | No
     # "0", not unset: refbench's entry point picks the interpreter on a machine without a GPU unless told otherwise.
     env = {**os.environ, "TRITON_INTERPRET": "0"}
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    done = run_group([sys.executable, "-m", "refbench.kernelbench.static"], input=json.dumps(spec), text=True,
-                     capture_output=True, env=env, timeout=timeout_s)
+    with scratch_dir("refbench-static-") as scratch:   # the compilers' temporary files go with a killed command
+        env["TMPDIR"] = str(scratch)
+        done = run_group([sys.executable, "-m", "refbench.kernelbench.static"], input=json.dumps(spec), text=True,
+                         capture_output=True, env=env, timeout=timeout_s)
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
         raise RefbenchError(f"compiling the kernels for {target} failed: {tail[0]}")
