@@ -119,7 +119,7 @@ def run_matrix(matrix: Matrix, out: str | os.PathLike, *, resume: bool = False, 
     run_id, env = new_run_id(), collect_env()
     records = []
     with ResultWriter(out) as writer:
-        for record in _Launcher("inline", 0.0, _scratch(out)).leftovers(out):
+        for record in leftover_records(out):
             writer.append(record)
             records.append(record)
             on_record(record)
@@ -234,9 +234,14 @@ def run_cell(cell: Cell, settings: Settings | None = None, *, isolation: str = "
         return _Launcher(isolation, settings.timeout_s, scratch).run(cell, settings, run_id=run_id, env=env)
 
 
+def leftover_records(out: str | os.PathLike) -> list[dict]:
+    """The records that cells of killed runs writing ``out`` finished but never appended (their folders removed)."""
+    return _Launcher("inline", 0.0, _scratch(out)).leftovers(Path(out))
+
+
 def append_leftovers(out: str | os.PathLike) -> list[dict]:
-    """Append to ``out`` the records that cells of killed runs writing it finished but never appended; return them."""
-    records = _Launcher("inline", 0.0, _scratch(out)).leftovers(Path(out))
+    """Append ``leftover_records(out)`` to ``out``; return them."""
+    records = leftover_records(out)
     if records:
         with ResultWriter(out) as writer:
             for record in records:
